@@ -1,0 +1,267 @@
+// Package client is a protocol-level corosync-qdevice: it builds the
+// messages the real client sends, in the same order and with the same
+// options, and keeps the vote the real client would hold. Node is the pure
+// state machine; Conn runs a Node over TCP (optionally with STARTTLS).
+// Tests, the differential test and the benchmark drive qnetd servers with it.
+package client
+
+import (
+	"fmt"
+
+	"github.com/qnetd-addon/qnetd/qnetd/wire"
+)
+
+// Vote is what a node currently tells votequorum.
+type Vote uint8
+
+const (
+	// NoVote: the node does not cast the qdevice vote (after ASK_LATER or
+	// WAIT_FOR_REPLY, or before any answer).
+	NoVote Vote = iota
+	// Ack: the node casts the qdevice vote.
+	Ack
+	// Nack: the node tells votequorum "no".
+	Nack
+)
+
+func (v Vote) String() string {
+	switch v {
+	case Ack:
+		return "ACK"
+	case Nack:
+		return "NACK"
+	}
+	return "-"
+}
+
+// Settings is a node's quorum.device.net configuration.
+type Settings struct {
+	Cluster    string
+	NodeID     uint32
+	Algorithm  wire.Algorithm
+	TieBreaker wire.TieBreaker
+	Heartbeat  uint32 // ms
+	KAP        bool   // keep_active_partition_tie_breaker (the real client's default: on)
+	TLS        wire.TLSSupported
+}
+
+// Node is the client state machine.
+type Node struct {
+	Settings
+	seq      uint32
+	echoSeq  uint32
+	ring     wire.RingID // last ring id sent to the server
+	vote     Vote
+	hold     bool
+	held     []*wire.Msg // VOTE_INFO replies not sent while holding
+	serverOp wire.OptSet // options the server listed in INIT_REPLY (bits)
+
+	// Log receives every non-echo message from the server, in order.
+	Log []*wire.Msg
+	// Errors describes every error answer (SERVER_ERROR, INIT_REPLY error).
+	Errors []string
+	// VoteInfos counts VOTE_INFO messages received.
+	VoteInfos int
+}
+
+// NewNode creates a node.
+func NewNode(s Settings) *Node { return &Node{Settings: s} }
+
+// Vote returns the vote the node holds.
+func (n *Node) Vote() Vote { return n.vote }
+
+// Ring returns the last ring id the node sent.
+func (n *Node) Ring() wire.RingID { return n.ring }
+
+// Hold stops (true) or resumes (false) answering VOTE_INFO; on resume the
+// held replies are returned, to be sent in order.
+func (n *Node) Hold(on bool) []*wire.Msg {
+	n.hold = on
+	if on {
+		return nil
+	}
+	out := n.held
+	n.held = nil
+	return out
+}
+
+func (n *Node) next(t wire.MsgType) *wire.Msg {
+	n.seq++
+	m := &wire.Msg{Type: t, Seq: n.seq}
+	m.Set(wire.OptSeq)
+	return m
+}
+
+// Preinit is the first message.
+func (n *Node) Preinit() *wire.Msg {
+	m := n.next(wire.MsgPreinit)
+	m.ClusterName = []byte(n.Cluster)
+	return m.Set(wire.OptClusterName)
+}
+
+// StartTLS asks to switch the connection to TLS.
+func (n *Node) StartTLS() *wire.Msg { return n.next(wire.MsgStartTLS) }
+
+// Init announces the node; ring is the ring id the node knows now.
+func (n *Node) Init(ring wire.RingID) *wire.Msg {
+	n.ring = ring
+	m := n.next(wire.MsgInit)
+	m.SupportedMessages, m.SupportedOptions = wire.AllMsgTypes(), wire.AllOpts()
+	m.NodeID, m.Algorithm, m.HeartbeatInterval, m.TieBreaker, m.RingID = n.NodeID, n.Algorithm, n.Heartbeat, n.TieBreaker, ring
+	return m.Set(wire.OptSupportedMessages).Set(wire.OptSupportedOptions).Set(wire.OptNodeID).
+		Set(wire.OptAlgorithm).Set(wire.OptHeartbeatInterval).Set(wire.OptTieBreaker).Set(wire.OptRingID)
+}
+
+// SetOptionKAP is sent right after INIT when the server lists option 23.
+func (n *Node) SetOptionKAP() *wire.Msg {
+	m := n.next(wire.MsgSetOption)
+	if n.KAP {
+		m.KAPTieBreaker = 1
+	}
+	return m.Set(wire.OptKAPTieBreaker)
+}
+
+// ServerSupportsKAP reports whether INIT_REPLY listed option 23.
+func (n *Node) ServerSupportsKAP() bool { return n.serverOp.Has(wire.OptKAPTieBreaker) }
+
+// Config sends the configuration node list.
+func (n *Node) Config(nodes []wire.NodeInfo, initial bool, version *uint64) *wire.Msg {
+	m := n.next(wire.MsgNodeList)
+	m.NodeListType = wire.ListChangedConfig
+	if initial {
+		m.NodeListType = wire.ListInitialConfig
+	}
+	m.Set(wire.OptNodeListType)
+	if version != nil {
+		m.ConfigVersion = *version
+		m.Set(wire.OptConfigVersion)
+	}
+	m.Nodes = nodes
+	if len(nodes) > 0 {
+		m.Set(wire.OptNodeInfo)
+	}
+	return m
+}
+
+// Membership sends a new membership and ring.
+func (n *Node) Membership(ring wire.RingID, nodes []wire.NodeInfo, h wire.Heuristics) *wire.Msg {
+	n.ring = ring
+	m := n.next(wire.MsgNodeList)
+	m.NodeListType, m.RingID, m.Nodes = wire.ListMembership, ring, nodes
+	m.Set(wire.OptNodeListType).Set(wire.OptRingID)
+	if len(nodes) > 0 {
+		m.Set(wire.OptNodeInfo)
+	}
+	if h != wire.HeuristicsUndefined {
+		m.Heuristics = h
+		m.Set(wire.OptHeuristics)
+	}
+	return m
+}
+
+// Quorum sends the quorum node list.
+func (n *Node) Quorum(quorate bool, nodes []wire.NodeInfo) *wire.Msg {
+	m := n.next(wire.MsgNodeList)
+	m.NodeListType, m.Nodes = wire.ListQuorum, nodes
+	if quorate {
+		m.Quorate = 1
+	}
+	m.Set(wire.OptNodeListType).Set(wire.OptQuorate)
+	if len(nodes) > 0 {
+		m.Set(wire.OptNodeInfo)
+	}
+	return m
+}
+
+// HeuristicsChange reports a new heuristics result.
+func (n *Node) HeuristicsChange(h wire.Heuristics) *wire.Msg {
+	m := n.next(wire.MsgHeuristicsChange)
+	m.Heuristics = h
+	return m.Set(wire.OptHeuristics)
+}
+
+// AskForVote asks for the current vote (the stock client never does).
+func (n *Node) AskForVote() *wire.Msg { return n.next(wire.MsgAskForVote) }
+
+// Echo builds the next heartbeat.
+func (n *Node) Echo() *wire.Msg {
+	n.echoSeq++
+	m := &wire.Msg{Type: wire.MsgEchoRequest, Seq: n.echoSeq}
+	return m.Set(wire.OptSeq)
+}
+
+// Handle processes a message from the server and returns the answer the
+// real client would send (a VOTE_INFO_REPLY), or nil.
+func (n *Node) Handle(m *wire.Msg) *wire.Msg {
+	if m.Type == wire.MsgEchoReply {
+		return nil
+	}
+	n.Log = append(n.Log, m)
+	switch m.Type {
+	case wire.MsgServerError:
+		n.Errors = append(n.Errors, fmt.Sprintf("server error %d (%s)", m.ReplyErrorCode, m.ReplyErrorCode))
+	case wire.MsgInitReply:
+		if m.ReplyErrorCode != 0 {
+			n.Errors = append(n.Errors, fmt.Sprintf("init refused %d (%s)", m.ReplyErrorCode, m.ReplyErrorCode))
+		}
+		for _, o := range m.SupportedOptions {
+			if o <= 31 {
+				n.serverOp |= 1 << o
+			}
+		}
+	case wire.MsgNodeListReply, wire.MsgAskForVoteReply, wire.MsgHeuristicsChangeReply:
+		n.applyVote(m)
+	case wire.MsgVoteInfo:
+		n.VoteInfos++
+		n.applyVote(m)
+		r := &wire.Msg{Type: wire.MsgVoteInfoReply, Seq: m.Seq}
+		r.Set(wire.OptSeq)
+		if n.hold {
+			n.held = append(n.held, r)
+			return nil
+		}
+		return r
+	}
+	return nil
+}
+
+// applyVote follows the real client: a vote for another ring than the one
+// the node last sent is ignored; ASK_LATER and WAIT_FOR_REPLY stop the vote.
+func (n *Node) applyVote(m *wire.Msg) {
+	if !m.Has.Has(wire.OptVote) || (m.Has.Has(wire.OptRingID) && m.RingID != n.ring) {
+		return
+	}
+	switch m.Vote {
+	case wire.VoteACK:
+		n.vote = Ack
+	case wire.VoteNACK:
+		n.vote = Nack
+	case wire.VoteAskLater, wire.VoteWaitForReply:
+		n.vote = NoVote
+	}
+}
+
+// IsReplyTo reports whether m answers the request with seq s (the direct
+// reply or an error carrying its seq).
+func IsReplyTo(m *wire.Msg, reqType wire.MsgType, s uint32) bool {
+	if !m.Has.Has(wire.OptSeq) || m.Seq != s {
+		return false
+	}
+	switch m.Type {
+	case wire.MsgServerError:
+		return true
+	case wire.MsgPreinitReply:
+		return reqType == wire.MsgPreinit
+	case wire.MsgInitReply:
+		return reqType == wire.MsgInit
+	case wire.MsgSetOptionReply:
+		return reqType == wire.MsgSetOption
+	case wire.MsgNodeListReply:
+		return reqType == wire.MsgNodeList
+	case wire.MsgAskForVoteReply:
+		return reqType == wire.MsgAskForVote
+	case wire.MsgHeuristicsChangeReply:
+		return reqType == wire.MsgHeuristicsChange
+	}
+	return false
+}

@@ -1,0 +1,725 @@
+// Package engine is the qnetd decision engine: every protocol rule that
+// does not need a socket. Events go in (a decoded message from a client, a
+// disconnect, a timer), actions come out (send this message to that client,
+// close that one, arm a timer). It owns all cluster state, is driven by one
+// goroutine and is deterministic: no sockets, clocks, goroutines or
+// randomness. The server turns actions into I/O and timers into events.
+//
+// Where a vote is decided: ffsplit.go, lms.go, twonodelms.go, testalgo.go.
+package engine
+
+import (
+	"sort"
+
+	"github.com/rs/zerolog"
+
+	"github.com/qnetd-addon/qnetd/qnetd/wire"
+)
+
+// ClientID names one TCP connection for the lifetime of the process.
+type ClientID uint64
+
+// Config holds the server settings the engine needs.
+type Config struct {
+	TLS                wire.TLSSupported // -s: off, on, req
+	ClientCertRequired bool              // -c
+	HeartbeatMin       uint32            // ms, inclusive
+	HeartbeatMax       uint32            // ms, inclusive
+	DPDEnabled         bool
+	DPDCoefficient     float64
+	MaxReceiveSize     uint32
+	MaxSendSize        uint32
+	KAPDefault         bool // keep_active_partition_tie_breaker before SET_OPTION
+}
+
+// DefaultConfig is upstream's defaults.
+func DefaultConfig() Config {
+	return Config{
+		TLS:                wire.TLSSupportedOn,
+		ClientCertRequired: true,
+		HeartbeatMin:       1000,
+		HeartbeatMax:       120000,
+		DPDEnabled:         true,
+		DPDCoefficient:     1.5,
+		MaxReceiveSize:     wire.DefaultMaxReceiveSize,
+		MaxSendSize:        wire.DefaultMaxSendSize,
+	}
+}
+
+// preInitHeartbeat is the heartbeat assumed before INIT: upstream uses this
+// constant, not heartbeat_interval_max, so DPD is 180 s by default.
+const preInitHeartbeat = 120000
+
+// maxTimerMs is upstream's timer range; a larger DPD interval is refused.
+const maxTimerMs = 18000000
+
+// ActionKind says what the server must do.
+type ActionKind uint8
+
+const (
+	// ActSend queues Msg (or Raw, already encoded) to the client.
+	ActSend ActionKind = iota + 1
+	// ActDisconnect closes the client's connection without a message.
+	ActDisconnect
+	// ActStartTLS: the client sent STARTTLS and it was accepted; the next
+	// bytes on the socket are a TLS ClientHello.
+	ActStartTLS
+	// ActSetDPD sets the dead peer detection interval (Ms; 0 = disabled).
+	ActSetDPD
+	// ActArmTimer asks for Timer(To, Timer, Gen) after Ms milliseconds.
+	// A later ActArmTimer or ActStopTimer of the same kind supersedes it.
+	ActArmTimer
+	// ActStopTimer cancels the timer of that kind.
+	ActStopTimer
+)
+
+// TimerKind distinguishes per-client timers.
+type TimerKind uint8
+
+const (
+	// TimerAlgo is the lms retry timer (heartbeat/4).
+	TimerAlgo TimerKind = iota + 1
+	// TimerNackReply bounds how long an ffsplit NACK may stay unacknowledged
+	// before the silent client is dropped (upstream waits forever).
+	TimerNackReply
+)
+
+// Action is one instruction to the server.
+type Action struct {
+	Kind  ActionKind
+	To    ClientID
+	Msg   *wire.Msg
+	Raw   []byte
+	Ms    uint32
+	Timer TimerKind
+	Gen   uint64
+}
+
+// PeerCert is what the engine needs of a verified TLS client certificate.
+type PeerCert struct {
+	CommonName string
+	DNSNames   []string // subjectAltName DNS names
+	HasSAN     bool     // a subjectAltName extension is present
+}
+
+// Engine holds all clients and clusters.
+type Engine struct {
+	cfg      Config
+	log      zerolog.Logger
+	clients  map[ClientID]*Client
+	clusters map[string]*Cluster
+	order    []*Cluster // creation order, for status listings
+	out      []Action
+	dropping []ClientID // disconnects decided during the current event
+	gen      uint64
+	stats    Stats
+	observer Observer
+}
+
+// Stats counts what the engine did, for metrics.
+type Stats struct {
+	Decisions    uint64 // votes sent as VOTE_INFO
+	NackTimeouts uint64
+	CertRejected uint64
+	ServerErrors uint64
+}
+
+// Observer is told about votes as they are sent; used by status and tests.
+// It must not call back into the engine.
+type Observer interface {
+	VoteSent(c *Client, v wire.Vote, reason string)
+}
+
+// New creates an engine.
+func New(cfg Config, log zerolog.Logger) *Engine {
+	return &Engine{
+		cfg:      cfg,
+		log:      log,
+		clients:  make(map[ClientID]*Client),
+		clusters: make(map[string]*Cluster),
+	}
+}
+
+// SetObserver installs o (nil removes it).
+func (e *Engine) SetObserver(o Observer) { e.observer = o }
+
+// Config returns the engine's settings.
+func (e *Engine) Config() Config { return e.cfg }
+
+// Stats returns the counters.
+func (e *Engine) Stats() Stats { return e.stats }
+
+// NumClients is the number of connected clients, initialised or not.
+func (e *Engine) NumClients() int { return len(e.clients) }
+
+// Clusters returns the clusters in creation order. Callers must not modify them.
+func (e *Engine) Clusters() []*Cluster { return e.order }
+
+// Client returns a client by id.
+func (e *Engine) Client(id ClientID) *Client { return e.clients[id] }
+
+func (e *Engine) take() []Action {
+	e.finishDisconnects()
+	out := e.out
+	e.out = nil
+	return out
+}
+
+func (e *Engine) send(c *Client, m *wire.Msg) {
+	e.out = append(e.out, Action{Kind: ActSend, To: c.ID, Msg: m})
+}
+
+func (e *Engine) serverError(c *Client, req *wire.Msg, code wire.ErrorCode) {
+	m := &wire.Msg{Type: wire.MsgServerError, ReplyErrorCode: code}
+	m.Set(wire.OptReplyErrorCode)
+	if req != nil && req.Has.Has(wire.OptSeq) {
+		m.Seq = req.Seq
+		m.Set(wire.OptSeq)
+	}
+	e.stats.ServerErrors++
+	e.log.Debug().Str("addr", c.Addr).Uint16("code", uint16(code)).Str("error", code.String()).Msg("sending server error")
+	e.send(c, m)
+}
+
+func (e *Engine) setDPD(c *Client, hb uint32) bool {
+	if !e.cfg.DPDEnabled {
+		return true
+	}
+	ms := uint64(e.cfg.DPDCoefficient * float64(hb))
+	if ms < 1 || ms > maxTimerMs {
+		return false
+	}
+	c.dpdMs = uint32(ms)
+	e.out = append(e.out, Action{Kind: ActSetDPD, To: c.ID, Ms: c.dpdMs})
+	return true
+}
+
+func (e *Engine) armTimer(c *Client, k TimerKind, ms uint32) {
+	e.gen++
+	c.timerGen[k] = e.gen
+	e.out = append(e.out, Action{Kind: ActArmTimer, To: c.ID, Timer: k, Ms: ms, Gen: e.gen})
+}
+
+func (e *Engine) stopTimer(c *Client, k TimerKind) {
+	if c.timerGen[k] == 0 {
+		return
+	}
+	c.timerGen[k] = 0
+	e.out = append(e.out, Action{Kind: ActStopTimer, To: c.ID, Timer: k})
+}
+
+// scheduleDisconnect closes c once the current event is handled, so that
+// votes queued to other clients in the same event still go out.
+func (e *Engine) scheduleDisconnect(c *Client, reason string) {
+	if c.dropping {
+		return
+	}
+	c.dropping = true
+	e.log.Info().Str("addr", c.Addr).Str("cluster", string(c.ClusterName)).Uint32("node_id", c.NodeID).Str("reason", reason).Msg("disconnecting client")
+	e.dropping = append(e.dropping, c.ID)
+	e.out = append(e.out, Action{Kind: ActDisconnect, To: c.ID})
+}
+
+func (e *Engine) finishDisconnects() {
+	for len(e.dropping) > 0 {
+		id := e.dropping[0]
+		e.dropping = e.dropping[1:]
+		if c := e.clients[id]; c != nil {
+			e.remove(c, false)
+		}
+	}
+}
+
+// Connect registers a new TCP client.
+func (e *Engine) Connect(id ClientID, addr string) []Action {
+	c := &Client{ID: id, Addr: addr, Heartbeat: preInitHeartbeat, engine: e}
+	c.KAP = e.cfg.KAPDefault
+	e.clients[id] = c
+	e.setDPD(c, preInitHeartbeat)
+	return e.take()
+}
+
+// Disconnect handles a connection the server lost (EOF, error, DPD expiry,
+// full send queue). No message is sent to the client.
+func (e *Engine) Disconnect(id ClientID) []Action {
+	if c := e.clients[id]; c != nil {
+		e.remove(c, false)
+	}
+	return e.take()
+}
+
+// Shutdown drops every client as upstream does when going down: the
+// algorithms do not recompute votes.
+func (e *Engine) Shutdown() []Action {
+	ids := make([]ClientID, 0, len(e.clients))
+	for id := range e.clients {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	for _, id := range ids {
+		e.out = append(e.out, Action{Kind: ActDisconnect, To: id})
+		e.remove(e.clients[id], true)
+	}
+	return e.take()
+}
+
+func (e *Engine) remove(c *Client, goingDown bool) {
+	if c.initDone && c.cluster != nil {
+		algoFor(c).disconnect(e, c, goingDown)
+	}
+	delete(e.clients, c.ID)
+	if cl := c.cluster; cl != nil {
+		cl.remove(c)
+		if len(cl.Clients) == 0 {
+			delete(e.clusters, cl.Name)
+			for i, x := range e.order {
+				if x == cl {
+					e.order = append(e.order[:i:i], e.order[i+1:]...)
+					break
+				}
+			}
+		}
+		c.cluster = nil
+	}
+	c.timerGen = [3]uint64{}
+	c.gone = true
+}
+
+// Timer delivers an armed timer. Stale timers (re-armed or stopped since)
+// are ignored.
+func (e *Engine) Timer(id ClientID, k TimerKind, gen uint64) []Action {
+	c := e.clients[id]
+	if c == nil || c.timerGen[k] != gen || gen == 0 {
+		return nil
+	}
+	c.timerGen[k] = 0
+	switch k {
+	case TimerAlgo:
+		if c.initDone {
+			algoFor(c).timer(e, c)
+		}
+	case TimerNackReply:
+		ffsplitNackTimeout(e, c)
+	}
+	return e.take()
+}
+
+// FrameError reports a message the server skipped without decoding it
+// (unknown type or too long): SERVER_ERROR with that code and no seq.
+func (e *Engine) FrameError(id ClientID, code wire.ErrorCode) []Action {
+	if c := e.clients[id]; c != nil {
+		e.serverError(c, nil, code)
+	}
+	return e.take()
+}
+
+// DecodeError reports a framed message that failed to decode.
+func (e *Engine) DecodeError(id ClientID, derr *wire.DecodeError) []Action {
+	c := e.clients[id]
+	if c == nil {
+		return nil
+	}
+	req := &wire.Msg{}
+	if derr != nil && derr.SeqValid {
+		req.Seq = derr.Seq
+		req.Set(wire.OptSeq)
+	}
+	e.log.Debug().Str("addr", c.Addr).Err(derr).Msg("cannot decode message")
+	e.serverError(c, req, wire.ErrErrorDecodingMsg)
+	return e.take()
+}
+
+// TLSStarted records a completed TLS handshake; cert is nil when the client
+// sent no certificate.
+func (e *Engine) TLSStarted(id ClientID, cert *PeerCert) []Action {
+	if c := e.clients[id]; c != nil {
+		c.TLSActive = true
+		c.peerCert = cert
+		c.CertVerified = false
+	}
+	return e.take()
+}
+
+// Message handles one decoded message. raw is the whole received message
+// (needed for the echo reply, which is a byte copy of the request).
+func (e *Engine) Message(id ClientID, m *wire.Msg, raw []byte) []Action {
+	c := e.clients[id]
+	if c == nil {
+		return nil
+	}
+	switch {
+	case m.Type == wire.MsgPreinit:
+		e.preinit(c, m)
+	case m.Type == wire.MsgStartTLS:
+		e.startTLS(c, m)
+	case m.Type.ServerOnly():
+		e.serverError(c, m, wire.ErrUnexpectedMessage)
+	default:
+		if !e.tlsGate(c, m) {
+			break
+		}
+		switch m.Type {
+		case wire.MsgInit:
+			e.init(c, m)
+		case wire.MsgSetOption:
+			e.setOption(c, m)
+		case wire.MsgEchoRequest:
+			e.echo(c, raw)
+		case wire.MsgNodeList:
+			e.nodeList(c, m)
+		case wire.MsgAskForVote:
+			e.askForVote(c, m)
+		case wire.MsgVoteInfoReply:
+			e.voteInfoReply(c, m)
+		case wire.MsgHeuristicsChange:
+			e.heuristicsChange(c, m)
+		}
+	}
+	return e.take()
+}
+
+func (e *Engine) preinit(c *Client, m *wire.Msg) {
+	if !m.Has.Has(wire.OptClusterName) {
+		e.serverError(c, m, wire.ErrDoesntContainRequiredOption)
+		return
+	}
+	c.ClusterName = m.ClusterName
+	c.preinitDone = true
+	r := &wire.Msg{Type: wire.MsgPreinitReply, TLSSupported: e.cfg.TLS}
+	if e.cfg.ClientCertRequired {
+		r.TLSClientCertRequired = 1
+	}
+	if m.Has.Has(wire.OptSeq) {
+		r.Seq = m.Seq
+		r.Set(wire.OptSeq)
+	}
+	r.Set(wire.OptTLSSupported).Set(wire.OptTLSClientCertRequired)
+	e.send(c, r)
+}
+
+func (e *Engine) startTLS(c *Client, m *wire.Msg) {
+	switch {
+	case !c.preinitDone:
+		e.serverError(c, m, wire.ErrPreinitRequired)
+	case e.cfg.TLS == wire.TLSUnsupported:
+		e.scheduleDisconnect(c, "STARTTLS but TLS is off on this server")
+	case c.TLSActive || c.tlsStarting:
+		e.scheduleDisconnect(c, "STARTTLS inside TLS")
+	default:
+		c.tlsStarting = true
+		e.out = append(e.out, Action{Kind: ActStartTLS, To: c.ID})
+	}
+}
+
+// tlsGate applies the TLS rules to every message after PREINIT/STARTTLS.
+// It returns false when the message must not be handled.
+func (e *Engine) tlsGate(c *Client, m *wire.Msg) bool {
+	switch e.cfg.TLS {
+	case wire.TLSUnsupported:
+		return true
+	case wire.TLSRequired:
+		if !c.TLSActive {
+			e.serverError(c, m, wire.ErrTLSRequired)
+			return false
+		}
+	}
+	if c.TLSActive && e.cfg.ClientCertRequired && !c.CertVerified {
+		if reason := certMismatch(c.peerCert, string(c.ClusterName)); reason != "" {
+			e.stats.CertRejected++
+			e.log.Warn().Str("addr", c.Addr).Str("cluster", string(c.ClusterName)).Str("reason", reason).Msg("client certificate refused")
+			e.scheduleDisconnect(c, reason)
+			return false
+		}
+		c.CertVerified = true
+	}
+	return true
+}
+
+func (e *Engine) init(c *Client, m *wire.Msg) {
+	// Upstream computes the error in a fixed order where some later checks
+	// overwrite earlier errors (heartbeat, algorithm); kept for fidelity.
+	code := wire.ErrNoError
+	again := c.initDone
+	if !c.preinitDone {
+		code = wire.ErrPreinitRequired
+	}
+	var nodeID uint32
+	var ring wire.RingID
+	var hb uint32
+	var tb wire.TieBreaker
+	var algo wire.Algorithm
+	if code == 0 {
+		if !m.Has.Has(wire.OptNodeID) {
+			code = wire.ErrDoesntContainRequiredOption
+		} else {
+			nodeID = m.NodeID
+		}
+	}
+	if code == 0 {
+		if !m.Has.Has(wire.OptRingID) {
+			code = wire.ErrDoesntContainRequiredOption
+		} else {
+			ring = m.RingID
+		}
+	}
+	hbOK := false
+	if code == 0 && !m.Has.Has(wire.OptHeartbeatInterval) {
+		code = wire.ErrDoesntContainRequiredOption
+	} else if m.Has.Has(wire.OptHeartbeatInterval) {
+		hb = m.HeartbeatInterval
+		if hb < e.cfg.HeartbeatMin || hb > e.cfg.HeartbeatMax || !e.dpdFits(hb) {
+			code = wire.ErrInvalidHeartbeatInterval
+		} else {
+			hbOK = true
+		}
+	}
+	if code == 0 {
+		if !m.Has.Has(wire.OptTieBreaker) {
+			code = wire.ErrDoesntContainRequiredOption
+		} else {
+			tb = m.TieBreaker
+		}
+	}
+	if code == 0 && !m.Has.Has(wire.OptAlgorithm) {
+		code = wire.ErrDoesntContainRequiredOption
+	} else if m.Has.Has(wire.OptAlgorithm) {
+		algo = m.Algorithm
+		if !algo.Valid() {
+			code = wire.ErrUnsupportedDecisionAlgorithm
+		}
+	}
+	// A second INIT on an initialised connection collides with itself
+	// upstream (17). We answer the same but leave the client's state alone:
+	// upstream overwrites node id and ring of a client already in a cluster.
+	if again {
+		if code == 0 {
+			code = wire.ErrDuplicateNodeID
+		}
+	} else {
+		if hbOK {
+			c.Heartbeat = hb
+			e.setDPD(c, hb)
+		}
+		if code == 0 {
+			c.NodeID, c.LastRingID, c.TieBreaker, c.Algorithm = nodeID, ring, tb, algo
+			c.KAP = e.cfg.KAPDefault
+			if cl := e.clusters[string(c.ClusterName)]; cl != nil {
+				code = cl.joinError(c)
+			}
+		}
+		if code == 0 {
+			cl := e.clusters[string(c.ClusterName)]
+			if cl == nil {
+				cl = &Cluster{Name: string(c.ClusterName)}
+				e.clusters[cl.Name] = cl
+				e.order = append(e.order, cl)
+			}
+			cl.add(c)
+			c.cluster = cl
+			algoFor(c).init(e, c)
+			c.initDone = true
+			e.log.Info().Str("addr", c.Addr).Str("cluster", cl.Name).Uint32("node_id", c.NodeID).
+				Str("algorithm", c.Algorithm.String()).Str("tie_breaker", c.TieBreaker.String()).
+				Uint32("heartbeat_ms", c.Heartbeat).Msg("client initialised")
+		}
+	}
+	r := &wire.Msg{Type: wire.MsgInitReply, ReplyErrorCode: code,
+		ServerMaxRequestSize: e.cfg.MaxReceiveSize, ServerMaxReplySize: e.cfg.MaxSendSize,
+		SupportedAlgorithms: wire.AllAlgorithms()}
+	r.Set(wire.OptReplyErrorCode).Set(wire.OptServerMaxRequestSize).Set(wire.OptServerMaxReplySize).Set(wire.OptSupportedAlgorithms)
+	if m.Has.Has(wire.OptSupportedMessages) {
+		r.SupportedMessages = wire.AllMsgTypes()
+		r.Set(wire.OptSupportedMessages)
+	}
+	if m.Has.Has(wire.OptSupportedOptions) {
+		r.SupportedOptions = wire.AllOpts()
+		r.Set(wire.OptSupportedOptions)
+	}
+	if m.Has.Has(wire.OptSeq) {
+		r.Seq = m.Seq
+		r.Set(wire.OptSeq)
+	}
+	if code != 0 {
+		e.log.Info().Str("addr", c.Addr).Str("cluster", string(c.ClusterName)).Uint32("node_id", m.NodeID).
+			Str("error", code.String()).Msg("init refused")
+	}
+	e.send(c, r)
+}
+
+func (e *Engine) dpdFits(hb uint32) bool {
+	if !e.cfg.DPDEnabled {
+		return true
+	}
+	ms := uint64(e.cfg.DPDCoefficient * float64(hb))
+	return ms >= 1 && ms <= maxTimerMs
+}
+
+func (e *Engine) setOption(c *Client, m *wire.Msg) {
+	if !c.initDone {
+		e.serverError(c, m, wire.ErrInitRequired)
+		return
+	}
+	if m.Has.Has(wire.OptHeartbeatInterval) {
+		hb := m.HeartbeatInterval
+		if hb < e.cfg.HeartbeatMin || hb > e.cfg.HeartbeatMax || !e.dpdFits(hb) {
+			e.serverError(c, m, wire.ErrInvalidHeartbeatInterval)
+			return
+		}
+		c.Heartbeat = hb
+		e.setDPD(c, hb)
+	}
+	if m.Has.Has(wire.OptKAPTieBreaker) {
+		c.KAP = m.KAPTieBreaker != 0
+	}
+	r := &wire.Msg{Type: wire.MsgSetOptionReply}
+	if m.Has.Has(wire.OptSeq) {
+		r.Seq = m.Seq
+		r.Set(wire.OptSeq)
+	}
+	if m.Has.Has(wire.OptHeartbeatInterval) {
+		r.HeartbeatInterval = c.Heartbeat
+		r.Set(wire.OptHeartbeatInterval)
+	}
+	if m.Has.Has(wire.OptKAPTieBreaker) {
+		if c.KAP {
+			r.KAPTieBreaker = 1
+		}
+		r.Set(wire.OptKAPTieBreaker)
+	}
+	e.send(c, r)
+}
+
+func (e *Engine) echo(c *Client, raw []byte) {
+	if !c.initDone {
+		e.serverError(c, nil, wire.ErrInitRequired)
+		return
+	}
+	out := append([]byte(nil), raw...)
+	out[0], out[1] = 0, byte(wire.MsgEchoReply)
+	e.out = append(e.out, Action{Kind: ActSend, To: c.ID, Raw: out})
+}
+
+// storeVote records the vote a reply carries, as upstream's message layer does.
+func (c *Client) storeVote(v wire.Vote) {
+	c.LastSentVote = v
+	if v == wire.VoteACK || v == wire.VoteNACK {
+		c.LastSentAckNack = v
+	}
+}
+
+func (e *Engine) nodeList(c *Client, m *wire.Msg) {
+	switch {
+	case !c.initDone:
+		e.serverError(c, m, wire.ErrInitRequired)
+		return
+	case !m.Has.Has(wire.OptNodeListType), !m.Has.Has(wire.OptSeq):
+		e.serverError(c, m, wire.ErrDoesntContainRequiredOption)
+		return
+	case m.NodeListType == wire.ListMembership && !m.Has.Has(wire.OptRingID),
+		m.NodeListType == wire.ListQuorum && !m.Has.Has(wire.OptQuorate):
+		e.serverError(c, m, wire.ErrDoesntContainRequiredOption)
+		return
+	}
+	a := algoFor(c)
+	var code wire.ErrorCode
+	var vote wire.Vote
+	heur := wire.HeuristicsUndefined
+	if m.Has.Has(wire.OptHeuristics) {
+		heur = m.Heuristics
+	}
+	switch m.NodeListType {
+	case wire.ListInitialConfig, wire.ListChangedConfig:
+		code, vote = a.configList(e, c, m.Nodes, m.NodeListType == wire.ListInitialConfig)
+	case wire.ListMembership:
+		code, vote = a.membership(e, c, m.RingID, m.Nodes, heur)
+	case wire.ListQuorum:
+		code, vote = a.quorum(e, c, m.Quorate != 0, m.Nodes)
+	}
+	if code != 0 {
+		e.serverError(c, m, code)
+		return
+	}
+	switch m.NodeListType {
+	case wire.ListInitialConfig, wire.ListChangedConfig:
+		c.ConfigList = m.Nodes
+		c.ConfigVersion, c.ConfigVersionSet = m.ConfigVersion, m.Has.Has(wire.OptConfigVersion)
+	case wire.ListMembership:
+		c.MembershipList = m.Nodes
+		c.LastRingID = m.RingID
+		c.LastMembershipHeuristics, c.LastHeuristics = heur, heur
+	case wire.ListQuorum:
+		c.QuorumList = m.Nodes
+		c.Quorate = m.Quorate != 0
+	}
+	c.storeVote(vote)
+	r := &wire.Msg{Type: wire.MsgNodeListReply, Seq: m.Seq, NodeListType: m.NodeListType, RingID: c.LastRingID, Vote: vote}
+	r.Set(wire.OptSeq).Set(wire.OptNodeListType).Set(wire.OptRingID).Set(wire.OptVote)
+	e.send(c, r)
+}
+
+func (e *Engine) askForVote(c *Client, m *wire.Msg) {
+	switch {
+	case !c.initDone:
+		e.serverError(c, m, wire.ErrInitRequired)
+		return
+	case !m.Has.Has(wire.OptSeq):
+		e.serverError(c, m, wire.ErrDoesntContainRequiredOption)
+		return
+	}
+	code, vote := algoFor(c).askForVote(e, c)
+	if code != 0 {
+		e.serverError(c, m, code)
+		return
+	}
+	c.storeVote(vote)
+	r := &wire.Msg{Type: wire.MsgAskForVoteReply, Seq: m.Seq, Vote: vote, RingID: c.LastRingID}
+	r.Set(wire.OptSeq).Set(wire.OptVote).Set(wire.OptRingID)
+	e.send(c, r)
+}
+
+func (e *Engine) voteInfoReply(c *Client, m *wire.Msg) {
+	switch {
+	case !c.initDone:
+		e.serverError(c, m, wire.ErrInitRequired)
+		return
+	case !m.Has.Has(wire.OptSeq):
+		e.serverError(c, m, wire.ErrDoesntContainRequiredOption)
+		return
+	}
+	algoFor(c).voteInfoReply(e, c, m.Seq)
+}
+
+func (e *Engine) heuristicsChange(c *Client, m *wire.Msg) {
+	switch {
+	case !c.initDone:
+		e.serverError(c, m, wire.ErrInitRequired)
+		return
+	case !m.Has.Has(wire.OptSeq), !m.Has.Has(wire.OptHeuristics):
+		e.serverError(c, m, wire.ErrDoesntContainRequiredOption)
+		return
+	}
+	code, vote := algoFor(c).heuristicsChange(e, c, m.Heuristics)
+	if code != 0 {
+		e.serverError(c, m, code)
+		return
+	}
+	c.storeVote(vote)
+	c.LastRegularHeuristics, c.LastHeuristics = m.Heuristics, m.Heuristics
+	r := &wire.Msg{Type: wire.MsgHeuristicsChangeReply, Seq: m.Seq, Vote: vote, RingID: c.LastRingID, Heuristics: m.Heuristics}
+	r.Set(wire.OptSeq).Set(wire.OptVote).Set(wire.OptRingID).Set(wire.OptHeuristics)
+	e.send(c, r)
+}
+
+// sendVoteInfo sends a server-initiated vote and records it as sent.
+func (e *Engine) sendVoteInfo(c *Client, seq uint32, v wire.Vote, ring wire.RingID, reason string) {
+	m := &wire.Msg{Type: wire.MsgVoteInfo, Seq: seq, Vote: v, RingID: ring}
+	m.Set(wire.OptSeq).Set(wire.OptVote).Set(wire.OptRingID)
+	c.storeVote(v)
+	e.stats.Decisions++
+	e.log.Debug().Str("cluster", string(c.ClusterName)).Uint32("node_id", c.NodeID).Str("addr", c.Addr).
+		Str("vote", v.String()).Str("ring", ring.String()).Str("reason", reason).Msg("vote info")
+	if e.observer != nil {
+		e.observer.VoteSent(c, v, reason)
+	}
+	e.send(c, m)
+}

@@ -1,0 +1,333 @@
+package engine
+
+import (
+	"github.com/qnetd-addon/qnetd/qnetd/wire"
+)
+
+// ffsplit ("Fifty-Fifty split"): a partition with more than half of the
+// configured nodes wins; in an exact 50:50 split the partition with the
+// better heuristics score, then more connected clients, then (with KAP) the
+// partition that already holds the vote, then the tie-breaker node wins.
+// Votes change in two phases: NACKs first, ACKs only after every NACK was
+// acknowledged, so the losing side stops voting before the winner starts.
+
+type ffClusterState uint8
+
+const (
+	ffWaitingForChange ffClusterState = iota
+	ffWaitingForStableMembership
+	ffSendingNacks
+	ffSendingAcks
+)
+
+type ffClientState uint8
+
+const (
+	ffClientWaitingForChange ffClientState = iota
+	ffClientSendingNack
+	ffClientSendingAck
+)
+
+type ffsplit struct{}
+
+func (ffsplit) init(*Engine, *Client) {}
+
+func (ffsplit) configList(e *Engine, c *Client, nodes []wire.NodeInfo, initial bool) (wire.ErrorCode, wire.Vote) {
+	if len(nodes) == 0 || !containsNode(nodes, c.NodeID) {
+		return wire.ErrInvalidConfigNodeList, 0
+	}
+	if initial || len(c.MembershipList) == 0 {
+		return 0, wire.VoteAskLater
+	}
+	return 0, ffDecide(e, c, false, c.LastRingID, nodes, c.MembershipList, c.LastHeuristics)
+}
+
+func (ffsplit) membership(e *Engine, c *Client, ring wire.RingID, nodes []wire.NodeInfo, h wire.Heuristics) (wire.ErrorCode, wire.Vote) {
+	if len(nodes) == 0 || !containsNode(nodes, c.NodeID) {
+		return wire.ErrInvalidMembershipNodeList, 0
+	}
+	if len(c.ConfigList) == 0 {
+		return 0, wire.VoteAskLater
+	}
+	return 0, ffDecide(e, c, false, ring, c.ConfigList, nodes, h)
+}
+
+func (ffsplit) quorum(*Engine, *Client, bool, []wire.NodeInfo) (wire.ErrorCode, wire.Vote) {
+	return 0, wire.VoteNoChange
+}
+
+func (ffsplit) askForVote(*Engine, *Client) (wire.ErrorCode, wire.Vote) {
+	return wire.ErrUnsupportedDecisionAlgorithmMsg, 0
+}
+
+func (ffsplit) heuristicsChange(e *Engine, c *Client, h wire.Heuristics) (wire.ErrorCode, wire.Vote) {
+	if len(c.ConfigList) == 0 || len(c.MembershipList) == 0 {
+		return 0, wire.VoteAskLater
+	}
+	return 0, ffDecide(e, c, false, c.LastRingID, c.ConfigList, c.MembershipList, h)
+}
+
+func (ffsplit) disconnect(e *Engine, c *Client, goingDown bool) {
+	e.stopTimer(c, TimerNackReply)
+	if !goingDown {
+		ffDecide(e, c, true, c.LastRingID, c.ConfigList, c.MembershipList, c.LastHeuristics)
+	}
+}
+
+func (ffsplit) timer(*Engine, *Client) {}
+
+func (ffsplit) voteInfoReply(e *Engine, c *Client, seq uint32) {
+	if seq != c.voteInfoSeq {
+		return // a reply to an older VOTE_INFO
+	}
+	c.ffState = ffClientWaitingForChange
+	e.stopTimer(c, TimerNackReply)
+	cl := c.cluster
+	switch cl.ffState {
+	case ffSendingNacks:
+		if !cl.anyFF(ffClientSendingNack) {
+			ffSendAcks(e, cl, nil, nil)
+		}
+	case ffSendingAcks:
+		if !cl.anyFF(ffClientSendingAck) {
+			cl.ffState = ffWaitingForChange
+		}
+	}
+}
+
+// ffsplitNackTimeout drops a client that never acknowledged its NACK.
+// Upstream waits forever, so one silent loser keeps the winner without a
+// vote. Dropping it is the same event as that client's connection dying,
+// which upstream already handles by re-deciding without it; a live client
+// answers a VOTE_INFO within milliseconds, and the deadline (its dead-peer
+// interval, 1.5 heartbeats) is longer than the qdevice vote lifetime that
+// votequorum enforces on the losing node (quorum.device.timeout), so by
+// then the loser's previous vote has expired even if it ignored the NACK.
+func ffsplitNackTimeout(e *Engine, c *Client) {
+	if c.ffState != ffClientSendingNack || c.cluster == nil {
+		return
+	}
+	e.stats.NackTimeouts++
+	e.scheduleDisconnect(c, "no reply to a NACK vote within the dead peer interval")
+}
+
+func (cl *Cluster) anyFF(s ffClientState) bool {
+	for _, c := range cl.Clients {
+		if c.ffState == s {
+			return true
+		}
+	}
+	return false
+}
+
+// ffView is one client's lists as the decision sees them: the triggering
+// client's new (candidate) values, every other client's stored ones.
+type ffView struct {
+	c    *Client
+	cfg  []wire.NodeInfo
+	mem  []wire.NodeInfo
+	ring wire.RingID
+	heur wire.Heuristics
+}
+
+// ffDecide is upstream's "do" step: check that all views agree, pick the
+// quorate partition and start sending votes. It returns the vote for the
+// triggering client's reply (NO_CHANGE: that client learns its vote from
+// its own VOTE_INFO, queued before the reply; WAIT_FOR_REPLY while views
+// disagree).
+func ffDecide(e *Engine, trigger *Client, leaving bool, ring wire.RingID, cfg, mem []wire.NodeInfo, heur wire.Heuristics) wire.Vote {
+	cl := trigger.cluster
+	cl.ffState = ffWaitingForStableMembership
+	views := make([]ffView, 0, len(cl.Clients))
+	for _, c := range cl.Clients {
+		switch {
+		case c != trigger:
+			views = append(views, ffView{c, c.ConfigList, c.MembershipList, c.LastRingID, c.LastHeuristics})
+		case !leaving:
+			views = append(views, ffView{c, cfg, mem, ring, heur})
+		}
+	}
+	if !ffStable(views) {
+		return wire.VoteWaitForReply
+	}
+	var best *ffView
+	for i := range views {
+		if ffBetter(cl, &views[i], best) {
+			best = &views[i]
+		}
+	}
+	cl.QuoratePartition = nil
+	if best != nil {
+		cl.QuoratePartition = append([]wire.NodeInfo(nil), best.mem...)
+		e.log.Debug().Str("cluster", cl.Name).Uint32("node_id", best.c.NodeID).Msg("ffsplit: quorate partition selected")
+	} else {
+		e.log.Debug().Str("cluster", cl.Name).Msg("ffsplit: no quorate partition")
+	}
+	for _, c := range cl.Clients {
+		switch {
+		case leaving && c == trigger:
+			c.ffState = ffClientWaitingForChange
+		case best != nil && containsNode(best.mem, c.NodeID):
+			c.ffState = ffClientSendingAck
+		default:
+			c.ffState = ffClientSendingNack
+		}
+	}
+	cl.ffState = ffSendingNacks
+	sent := false
+	for i := range views {
+		v := &views[i]
+		if v.c.ffState == ffClientSendingNack {
+			v.c.voteInfoSeq++
+			e.sendVoteInfo(v.c, v.c.voteInfoSeq, wire.VoteNACK, v.ring, "not in the quorate partition")
+			if v.c.dpdMs > 0 {
+				e.armTimer(v.c, TimerNackReply, v.c.dpdMs)
+			}
+			sent = true
+		}
+	}
+	if !sent {
+		ffSendAcks(e, cl, trigger, &ring)
+	}
+	return wire.VoteNoChange
+}
+
+// ffSendAcks sends ACK to every client due one. The triggering client (if
+// any) gets the candidate ring it is about to store.
+func ffSendAcks(e *Engine, cl *Cluster, trigger *Client, ring *wire.RingID) {
+	cl.ffState = ffSendingAcks
+	sent := false
+	for _, c := range cl.Clients {
+		if c.ffState != ffClientSendingAck || c.dropping {
+			continue
+		}
+		r := c.LastRingID
+		if c == trigger {
+			r = *ring
+		}
+		c.voteInfoSeq++
+		e.sendVoteInfo(c, c.voteInfoSeq, wire.VoteACK, r, "in the quorate partition")
+		sent = true
+	}
+	if !sent {
+		cl.ffState = ffWaitingForChange
+	}
+}
+
+// ffStable reports whether all views agree: identical configurations, and
+// everyone a client sees as a member has the same ring and sees at least
+// as much. A client without a configuration yet makes the cluster
+// unstable (upstream crashes on it, see the protocol notes, fact 1).
+func ffStable(views []ffView) bool {
+	for i := range views {
+		if len(views[i].cfg) == 0 {
+			return false
+		}
+	}
+	for i := range views {
+		for j := range views {
+			if i != j && !subset(views[i].cfg, views[j].cfg) {
+				return false
+			}
+		}
+	}
+	for i := range views {
+		a := &views[i]
+		for _, n := range a.mem {
+			for j := range views {
+				b := &views[j]
+				if b.c.NodeID != n.NodeID {
+					continue
+				}
+				if a.ring != b.ring || !subset(a.mem, b.mem) {
+					return false
+				}
+			}
+		}
+	}
+	return true
+}
+
+func subset(a, b []wire.NodeInfo) bool {
+	for _, n := range a {
+		if !containsNode(b, n.NodeID) {
+			return false
+		}
+	}
+	return true
+}
+
+// ffBetter reports whether partition v1 beats v2 (nil = no partition yet).
+func ffBetter(cl *Cluster, v1, v2 *ffView) bool {
+	n := len(v1.cfg)
+	m := len(v1.mem)
+	if n%2 == 1 {
+		return m > n/2
+	}
+	if m > n/2 {
+		return true
+	}
+	if m < n/2 {
+		return false
+	}
+	score1, active1 := ffScore(cl, v1)
+	score2, active2 := ffScore(cl, v2)
+	if score1 != score2 {
+		return score1 > score2
+	}
+	if active1 != active2 {
+		return active1 > active2
+	}
+	if v2 != nil && cl.KAPInForce() {
+		in1 := containsNode(cl.QuoratePartition, v1.c.NodeID)
+		in2 := containsNode(cl.QuoratePartition, v2.c.NodeID)
+		if in1 && !in2 {
+			return true
+		}
+		if !in1 && in2 {
+			return false
+		}
+	}
+	preferred, ok := tieBreakerNode(v1.c.TieBreaker, v1.cfg)
+	return ok && containsNode(v1.mem, preferred)
+}
+
+// ffScore counts a partition's connected members (a client that is leaving
+// still counts) and their heuristics: active + pass - fail. Only the
+// partition's representative is scored with its candidate heuristics; its
+// peers with their stored ones, as upstream does.
+func ffScore(cl *Cluster, v *ffView) (score, active int) {
+	if v == nil {
+		return 0, 0
+	}
+	for _, n := range v.mem {
+		o := cl.byNodeID(n.NodeID)
+		if o == nil {
+			continue
+		}
+		h := o.LastHeuristics
+		if o.NodeID == v.c.NodeID {
+			h = v.heur
+		}
+		active++
+		score += 1 + h.Rank()
+	}
+	return score, active
+}
+
+// tieBreakerNode returns the node that wins a 50:50 split.
+func tieBreakerNode(tb wire.TieBreaker, cfg []wire.NodeInfo) (uint32, bool) {
+	if tb.Mode == wire.TieBreakerNodeID {
+		return tb.NodeID, true
+	}
+	if len(cfg) == 0 {
+		return 0, false
+	}
+	best := cfg[0].NodeID
+	for _, n := range cfg[1:] {
+		if (tb.Mode == wire.TieBreakerHighest) == (n.NodeID > best) {
+			best = n.NodeID
+		}
+	}
+	return best, true
+}

@@ -1,0 +1,45 @@
+package engine_test
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/qnetd-addon/qnetd/qnetd/engine"
+	"github.com/qnetd-addon/qnetd/qnetd/scenario"
+	"github.com/qnetd-addon/qnetd/qnetd/wire"
+)
+
+var rewrite = flag.Bool("rewrite", false, "rewrite the expected output of the scenario files")
+
+// scenarioConfig is the server the scenarios assume: TLS off (votes do not
+// depend on TLS; TLS has its own tests), upstream defaults otherwise.
+func scenarioConfig() engine.Config {
+	cfg := engine.DefaultConfig()
+	cfg.TLS = wire.TLSUnsupported
+	return cfg
+}
+
+func TestScenarios(t *testing.T) {
+	files, err := filepath.Glob("testdata/*.txt")
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	for _, path := range files {
+		t.Run(filepath.Base(path), func(t *testing.T) {
+			f, err := scenario.Parse(path)
+			require.NoError(t, err)
+			got, err := scenario.RunFile(f, scenario.NewEngineTransport(scenarioConfig()))
+			require.NoError(t, err)
+			if *rewrite {
+				require.NoError(t, os.WriteFile(path, []byte(f.Format(got)), 0o644))
+				return
+			}
+			for i, b := range f.Blocks {
+				require.Equal(t, b.Want, got[i], "%s:%d", path, b.Line)
+			}
+		})
+	}
+}
