@@ -1,0 +1,54 @@
+// Command qnetd is one static binary with several names: run as
+// corosync-qnetd (or "qnetd corosync-qnetd ...") it is the arbitrator
+// daemon with upstream's command line.
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/qnetd-addon/qnetd/internal/qnetdcmd"
+	"github.com/qnetd-addon/qnetd/internal/version"
+)
+
+func environ() map[string]string {
+	m := map[string]string{}
+	for _, kv := range os.Environ() {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+// tools maps the names the binary answers to onto their entry points.
+var tools = map[string]func(args []string) int{
+	"corosync-qnetd": func(args []string) int { return qnetdcmd.Main(args, environ(), os.Stdout, os.Stderr) },
+}
+
+func main() {
+	name := filepath.Base(os.Args[0])
+	args := os.Args[1:]
+	if _, ok := tools[name]; !ok {
+		if len(args) > 0 {
+			if _, ok := tools[args[0]]; ok {
+				name, args = args[0], args[1:]
+			}
+		}
+	}
+	if run, ok := tools[name]; ok {
+		os.Exit(run(args))
+	}
+	if len(args) > 0 && (args[0] == "version" || args[0] == "--version") {
+		fmt.Printf("qnetd %s (core %s)\n", version.AddOn, version.Core)
+		return
+	}
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprintf(os.Stderr, "usage: qnetd TOOL [ARGS]\n\ntools:\n  corosync-qnetd    the arbitrator daemon (upstream's flags)\n  version           print the versions\n")
+		os.Exit(2)
+	}
+	// Anything else: the daemon with these flags.
+	os.Exit(tools["corosync-qnetd"](args))
+}

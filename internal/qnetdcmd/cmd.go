@@ -1,0 +1,275 @@
+package qnetdcmd
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/qnetd-addon/qnetd/internal/version"
+	"github.com/qnetd-addon/qnetd/qnetd/server"
+	"github.com/qnetd-addon/qnetd/qnetd/wire"
+)
+
+const usage = `usage: corosync-qnetd [-46dfhv] [-l listen_addr] [-p listen_port] [-s tls]
+    [-c client_cert_required] [-m max_clients] [-S option=value[,option2=value2,...]]
+`
+
+// Parse turns the command line (after COROSYNC_QNETD_OPTIONS, which is
+// prepended as the packaging's systemd unit does) into settings. It
+// returns (nil, 0, nil) together with exitHelp/exitVersion handling done by
+// the caller through the returned action.
+func Parse(args []string, environ map[string]string) (*Settings, string, error) {
+	s, err := FromEnv(environ)
+	if err != nil {
+		return nil, "", err
+	}
+	if extra := strings.Fields(environ["COROSYNC_QNETD_OPTIONS"]); len(extra) > 0 {
+		args = append(extra, args...)
+	}
+	opts, rest, err := getopt(args, "46dfhvc:l:m:p:S:s:")
+	if err != nil {
+		return nil, "", err
+	}
+	if len(rest) > 0 {
+		return nil, "", fmt.Errorf("unexpected argument %q", rest[0])
+	}
+	for _, o := range opts {
+		switch o.name {
+		case '4':
+			s.Family = "4"
+		case '6':
+			s.Family = "6"
+		case 'd':
+			s.Debug++
+		case 'f':
+			s.Foreground = true
+		case 'h':
+			return s, "help", nil
+		case 'v':
+			return s, "version", nil
+		case 'c':
+			b, ok := ParseBool(o.arg)
+			if !ok {
+				return nil, "", fmt.Errorf("client_cert_required should be on or off (got %q)", o.arg)
+			}
+			s.ClientCert = b
+		case 'l':
+			s.ListenAddr = o.arg
+		case 'm':
+			x, ok := parseInt(o.arg, 0, 1<<63-1)
+			if !ok {
+				return nil, "", fmt.Errorf("max clients value %q is invalid: want a whole number, 0 = unlimited", o.arg)
+			}
+			s.MaxClients = x
+		case 'p':
+			x, ok := parseInt(o.arg, 1, 65535)
+			if !ok {
+				return nil, "", fmt.Errorf("listen port %q is invalid: want 1..65535", o.arg)
+			}
+			s.Port = int(x)
+		case 's':
+			switch strings.ToLower(o.arg) {
+			case "on", "off", "req":
+				s.TLS = strings.ToLower(o.arg)
+			case "required":
+				// upstream's man page says "required" but its parser only
+				// takes "req"; accept both.
+				s.TLS = "req"
+			default:
+				return nil, "", fmt.Errorf("tls must be one of on, off, req (got %q)", o.arg)
+			}
+		case 'S':
+			if err := s.ApplyAdvanced(o.arg); err != nil {
+				return nil, "", err
+			}
+		}
+	}
+	return s, "", nil
+}
+
+// VersionText is what -v prints.
+func VersionText() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Corosync Qdevice Network Daemon, version '%s'\n\n", version.Core)
+	b.WriteString("Supported algorithms: ")
+	for i, a := range wire.AllAlgorithms() {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s (%d)", wire.Algorithm(a), a)
+	}
+	b.WriteString("\nSupported message types: ")
+	for i, t := range wire.AllMsgTypes() {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s (%d)", wire.MsgType(t), t)
+	}
+	b.WriteString("\n")
+	return b.String()
+}
+
+// ServerConfig builds the server configuration.
+func (s *Settings) ServerConfig(log zerolog.Logger) (server.Config, error) {
+	cfg := server.DefaultConfig()
+	cfg.Log = log
+	switch s.Family {
+	case "4":
+		cfg.Network = "tcp4"
+	case "6":
+		cfg.Network = "tcp6"
+	}
+	cfg.Host, cfg.Port, cfg.MaxClients = s.ListenAddr, s.Port, int(s.MaxClients)
+	cfg.SendBuffers = int(min(s.MaxClientSendBuffers, 1<<20))
+	e := &cfg.Engine
+	switch s.TLS {
+	case "off":
+		e.TLS = wire.TLSUnsupported
+	case "on":
+		e.TLS = wire.TLSSupportedOn
+	case "req":
+		e.TLS = wire.TLSRequired
+	}
+	e.ClientCertRequired = s.ClientCert
+	e.HeartbeatMin, e.HeartbeatMax = uint32(s.HeartbeatIntervalMin), uint32(s.HeartbeatIntervalMax)
+	e.DPDEnabled, e.DPDCoefficient = s.DPDEnabled, s.DPDIntervalCoefficient
+	e.MaxReceiveSize = uint32(min(s.MaxClientReceiveSize, 1<<31))
+	e.MaxSendSize = uint32(min(s.MaxClientSendSize, 1<<31))
+	e.KAPDefault = s.KAPTieBreaker
+	if e.MaxReceiveSize < wire.DefaultMaxReceiveSize {
+		return cfg, fmt.Errorf("max_client_receive_size=%d is below %d: corosync-qdevice refuses such a server; raise it to at least %d",
+			e.MaxReceiveSize, wire.DefaultMaxReceiveSize, wire.DefaultMaxReceiveSize)
+	}
+	return cfg, nil
+}
+
+// Main runs corosync-qnetd and returns the exit status.
+func Main(args []string, environ map[string]string, stdout, stderr io.Writer) int {
+	s, action, err := Parse(args, environ)
+	if err != nil {
+		fmt.Fprintf(stderr, "corosync-qnetd: %v\n%s", err, usage)
+		return 1
+	}
+	switch action {
+	case "help":
+		fmt.Fprint(stdout, usage)
+		return 1
+	case "version":
+		fmt.Fprint(stdout, VersionText())
+		return 1
+	}
+	log := NewLogger(stderr, s.LogFormat, s.Debug > 0)
+	for _, w := range s.Warnings {
+		log.Warn().Msg(w)
+	}
+	cfg, err := s.ServerConfig(log)
+	if err != nil {
+		log.Error().Err(err).Msg("invalid configuration")
+		return 1
+	}
+	if cfg.Engine.TLS != wire.TLSUnsupported {
+		tlsCfg, err := LoadTLS(s, log)
+		if err != nil {
+			log.Error().Err(err).Msg("cannot set up TLS")
+			return 1
+		}
+		if tlsCfg == nil {
+			log.Warn().Str("tls", s.TLS).Msg("TLS is not available in this build, serving without it (advertised as unsupported)")
+			cfg.Engine.TLS = wire.TLSUnsupported
+		}
+		cfg.TLS = tlsCfg
+	}
+	unlock, err := lockPIDFile(s.LockFile)
+	if err != nil {
+		log.Error().Err(err).Str("lock_file", s.LockFile).Msg("cannot take the lock file")
+		return 1
+	}
+	defer unlock()
+
+	srv := server.New(cfg)
+	ln, err := srv.Listen()
+	if err != nil {
+		log.Error().Err(err).Msg("cannot listen")
+		return 1
+	}
+	log.Info().Str("version", version.Core).Str("addr", ln.Addr().String()).Str("tls", cfg.Engine.TLS.String()).
+		Bool("client_cert_required", cfg.Engine.ClientCertRequired).Int("max_clients", cfg.MaxClients).
+		Msg("corosync-qnetd started")
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sig)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case got := <-sig:
+		log.Info().Str("signal", got.String()).Msg("shutting down")
+	case err := <-served:
+		if err != nil {
+			log.Error().Err(err).Msg("server stopped")
+			return 1
+		}
+	}
+	srv.Shutdown()
+	return 0
+}
+
+// LoadTLS returns the server TLS configuration; nil when this build has no
+// TLS support yet (the server then advertises TLS as unsupported).
+var LoadTLS = func(*Settings, zerolog.Logger) (*tls.Config, error) { return nil, nil }
+
+// NewLogger builds the daemon's logger: human-readable lines or JSON.
+func NewLogger(w io.Writer, format string, debug bool) zerolog.Logger {
+	level := zerolog.InfoLevel
+	if debug {
+		level = zerolog.DebugLevel
+	}
+	if format == "json" {
+		return zerolog.New(w).Level(level).With().Timestamp().Logger()
+	}
+	cw := zerolog.ConsoleWriter{Out: w, NoColor: true, TimeFormat: time.DateTime}
+	return zerolog.New(cw).Level(level).With().Timestamp().Logger()
+}
+
+// lockPIDFile takes upstream's lock: an fcntl write lock on the pid file,
+// holding "<pid>\n". A second instance fails with a clear message.
+func lockPIDFile(path string) (func(), error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o770); err != nil {
+		return nil, fmt.Errorf("create directory for %s: %w", path, err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	lk := syscall.Flock_t{Type: syscall.F_WRLCK, Whence: 0}
+	if err := syscall.FcntlFlock(f.Fd(), syscall.F_SETLK, &lk); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EACCES) {
+			return nil, fmt.Errorf("another instance is running (lock held on %s)", path)
+		}
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	if err := f.Truncate(0); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if _, err := f.WriteString(strconv.Itoa(os.Getpid()) + "\n"); err != nil {
+		f.Close()
+		return nil, err
+	}
+	// Not removed at exit, as upstream; the lock goes away with the process.
+	return func() { f.Close() }, nil
+}

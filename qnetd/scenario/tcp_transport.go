@@ -1,0 +1,264 @@
+package scenario
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/qnetd-addon/qnetd/qnetd/client"
+	"github.com/qnetd-addon/qnetd/qnetd/wire"
+)
+
+// TCPTransport runs nodes against a qnetd over TCP (plain text). It works
+// with any server, ours or upstream's, and knows nothing of its insides:
+// it settles with echo barriers, which rely only on the server answering
+// each connection's messages in order.
+type TCPTransport struct {
+	Addr string
+	// Clients, when set, returns the server's number of connected clients;
+	// Close then waits until the server has seen the disconnect.
+	Clients func() (int, error)
+	// Timeout bounds every wait.
+	Timeout time.Duration
+
+	mu    sync.Mutex
+	cond  *sync.Cond
+	nodes map[*client.Node]*tcpNode
+	msgs  uint64 // messages received from the server, all nodes
+}
+
+type tcpNode struct {
+	n         *client.Node
+	nc        net.Conn
+	closed    bool
+	ready     bool // INIT accepted: echoes are answered from now on
+	echoReply uint32
+	want      *wire.Msg // request waiting for its reply
+	answered  bool
+	stop      chan struct{}
+}
+
+// NewTCPTransport creates a transport for the server at addr.
+func NewTCPTransport(addr string) *TCPTransport {
+	t := &TCPTransport{Addr: addr, Timeout: 5 * time.Second, nodes: map[*client.Node]*tcpNode{}}
+	t.cond = sync.NewCond(&t.mu)
+	return t
+}
+
+// waitFor waits until cond holds (true) or the deadline passes (false).
+// The caller holds t.mu.
+func (t *TCPTransport) waitFor(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	timer := time.AfterFunc(d, func() { t.mu.Lock(); t.cond.Broadcast(); t.mu.Unlock() })
+	defer timer.Stop()
+	for !cond() {
+		if !time.Now().Before(deadline) {
+			return false
+		}
+		t.cond.Wait()
+	}
+	return true
+}
+
+func (t *TCPTransport) Open(n *client.Node) error {
+	nc, err := net.DialTimeout("tcp", t.Addr, t.Timeout)
+	if err != nil {
+		return err
+	}
+	tn := &tcpNode{n: n, nc: nc, stop: make(chan struct{})}
+	t.mu.Lock()
+	t.nodes[n] = tn
+	t.mu.Unlock()
+	go t.reader(tn)
+	go t.heartbeat(tn)
+	return nil
+}
+
+func (t *TCPTransport) reader(tn *tcpNode) {
+	br := bufio.NewReader(tn.nc)
+	for {
+		m, _, err := client.ReadMsg(br)
+		t.mu.Lock()
+		if err != nil {
+			tn.closed = true
+			close(tn.stop)
+			t.cond.Broadcast()
+			t.mu.Unlock()
+			return
+		}
+		t.msgs++
+		if m.Type == wire.MsgEchoReply {
+			tn.echoReply = m.Seq
+		} else {
+			if m.Type == wire.MsgInitReply && m.ReplyErrorCode == 0 {
+				tn.ready = true
+			}
+			if ans := tn.n.Handle(m); ans != nil {
+				_, _ = tn.nc.Write(ans.Append(nil))
+			}
+			if tn.want != nil && client.IsReplyTo(m, tn.want.Type, tn.want.Seq) {
+				tn.answered = true
+			}
+		}
+		t.cond.Broadcast()
+		t.mu.Unlock()
+	}
+}
+
+// heartbeat keeps dead peer detection happy, as the real client does.
+func (t *TCPTransport) heartbeat(tn *tcpNode) {
+	iv := time.Duration(tn.n.Heartbeat) * time.Millisecond / 2
+	if iv <= 0 {
+		iv = time.Second
+	}
+	tick := time.NewTicker(iv)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tn.stop:
+			return
+		case <-tick.C:
+			t.mu.Lock()
+			if !tn.closed && tn.ready {
+				_, _ = tn.nc.Write(tn.n.Echo().Append(nil))
+			}
+			t.mu.Unlock()
+		}
+	}
+}
+
+func (t *TCPTransport) Connected(n *client.Node) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	tn := t.nodes[n]
+	return tn != nil && !tn.closed
+}
+
+func (t *TCPTransport) Close(n *client.Node) {
+	t.mu.Lock()
+	tn := t.nodes[n]
+	if tn == nil || tn.closed {
+		t.mu.Unlock()
+		return
+	}
+	tn.nc.Close()
+	t.waitFor(t.Timeout, func() bool { return tn.closed })
+	t.mu.Unlock()
+	if t.Clients != nil {
+		want := 0
+		t.mu.Lock()
+		for _, x := range t.nodes {
+			if !x.closed {
+				want++
+			}
+		}
+		t.mu.Unlock()
+		deadline := time.Now().Add(t.Timeout)
+		for time.Now().Before(deadline) {
+			if got, err := t.Clients(); err == nil && got == want {
+				break
+			}
+			time.Sleep(5 * time.Millisecond) // polling the server's own count; no event exists for it
+		}
+	}
+	t.barrier()
+}
+
+func (t *TCPTransport) SendRaw(n *client.Node, m *wire.Msg) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	tn := t.nodes[n]
+	if tn == nil || tn.closed {
+		return nil
+	}
+	_, _ = tn.nc.Write(m.Append(nil))
+	return nil
+}
+
+func (t *TCPTransport) Send(n *client.Node, m *wire.Msg) error {
+	t.mu.Lock()
+	tn := t.nodes[n]
+	if tn == nil || tn.closed {
+		t.mu.Unlock()
+		return nil
+	}
+	tn.want, tn.answered = m, false
+	if _, err := tn.nc.Write(m.Append(nil)); err != nil {
+		tn.want = nil
+		t.mu.Unlock()
+		return nil
+	}
+	ok := t.waitFor(t.Timeout, func() bool { return tn.answered || tn.closed })
+	tn.want = nil
+	t.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("no reply to %s within %s", m, t.Timeout)
+	}
+	t.barrier()
+	return nil
+}
+
+// barrier returns once every VOTE_INFO caused by what was sent so far has
+// arrived: rounds of echo round trips over every connection, until a round
+// brings no new VOTE_INFO (at least two rounds, so that a reply processed
+// on one connection has had its effects delivered on every other).
+func (t *TCPTransport) barrier() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for round := 0; round < 50; round++ {
+		before := t.voteInfos()
+		for _, tn := range t.nodes {
+			if tn.closed || !tn.ready {
+				continue
+			}
+			e := tn.n.Echo()
+			if _, err := tn.nc.Write(e.Append(nil)); err != nil {
+				continue
+			}
+			t.waitFor(t.Timeout, func() bool { return tn.closed || tn.echoReply >= e.Seq })
+		}
+		if round >= 1 && t.voteInfos() == before {
+			return
+		}
+	}
+}
+
+func (t *TCPTransport) voteInfos() int {
+	total := 0
+	for _, tn := range t.nodes {
+		total += tn.n.VoteInfos
+	}
+	return total
+}
+
+// Settle waits for the echo barrier and then, if the votes differ from
+// want, for further messages (timer-driven votes) until they match or the
+// deadline passes.
+func (t *TCPTransport) Settle(want string, render func() string) {
+	t.barrier()
+	if want == "" {
+		return
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for render() != want && time.Now().Before(deadline) {
+		t.mu.Lock()
+		seen := t.msgs
+		t.waitFor(time.Until(deadline), func() bool { return t.msgs != seen })
+		t.mu.Unlock()
+		t.barrier()
+	}
+}
+
+// Wait lets real time pass: the scenario's own stimulus, not a synchronisation.
+func (t *TCPTransport) Wait(ms uint32) { time.Sleep(time.Duration(ms) * time.Millisecond) }
+
+// CloseAll disconnects every node.
+func (t *TCPTransport) CloseAll() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, tn := range t.nodes {
+		tn.nc.Close()
+	}
+}

@@ -1,0 +1,334 @@
+// Package server is the qnetd TCP front end: it accepts connections, frames
+// and decodes messages in one goroutine per connection, feeds them to the
+// decision engine running in a single goroutine, and writes the engine's
+// replies through a bounded per-connection queue. STARTTLS switches a
+// connection to TLS in place, handing over any bytes already buffered.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/qnetd-addon/qnetd/qnetd/engine"
+	"github.com/qnetd-addon/qnetd/qnetd/wire"
+)
+
+// Config is the server's configuration.
+type Config struct {
+	Engine engine.Config
+	// Network is "tcp" (dual-stack), "tcp4" or "tcp6".
+	Network string
+	// Host is the listen address; empty = every address.
+	Host string
+	Port int
+	// MaxClients closes new connections beyond this many (0 = unlimited).
+	MaxClients int
+	// SendBuffers is the per-client queue of unsent messages; a client that
+	// lets it fill up is disconnected.
+	SendBuffers int
+	// TLS is the server side of STARTTLS; nil when TLS is off.
+	TLS *tls.Config
+	Log zerolog.Logger
+	// Hooks, optional: told about TLS handshakes and bad input (metrics).
+	Hooks Hooks
+}
+
+// Hooks observe server events; every field may be nil. They are called
+// from connection goroutines and must be safe for concurrent use.
+type Hooks struct {
+	TLSHandshake func(err error)
+	BadMessage   func(reason string)
+	DPDTimeout   func()
+}
+
+// DefaultConfig is upstream's defaults.
+func DefaultConfig() Config {
+	return Config{
+		Engine:      engine.DefaultConfig(),
+		Network:     "tcp",
+		Port:        5403,
+		SendBuffers: 32,
+		Log:         zerolog.Nop(),
+	}
+}
+
+// Server is a running qnetd.
+type Server struct {
+	cfg    Config
+	log    zerolog.Logger
+	eng    *engine.Engine
+	events chan event
+	done   chan struct{}
+	ln     net.Listener
+
+	// owned by the engine goroutine
+	conns map[engine.ClientID]*conn
+
+	nextID   atomic.Uint64
+	nClients atomic.Int64
+	closing  atomic.Bool
+	wg       sync.WaitGroup
+	stopOnce sync.Once
+	loopDone chan struct{}
+}
+
+// New creates a server; Serve or ListenAndServe runs it.
+func New(cfg Config) *Server {
+	if cfg.SendBuffers < 2 {
+		cfg.SendBuffers = 32
+	}
+	if cfg.Network == "" {
+		cfg.Network = "tcp"
+	}
+	s := &Server{
+		cfg:      cfg,
+		log:      cfg.Log,
+		eng:      engine.New(cfg.Engine, cfg.Log),
+		events:   make(chan event, 4096),
+		done:     make(chan struct{}),
+		conns:    make(map[engine.ClientID]*conn),
+		loopDone: make(chan struct{}),
+	}
+	go s.loop()
+	return s
+}
+
+// Listen opens the listening socket as configured.
+func (s *Server) Listen() (net.Listener, error) {
+	host := s.cfg.Host
+	if host == "" && s.cfg.Network == "tcp4" {
+		host = "0.0.0.0"
+	}
+	addr := net.JoinHostPort(host, strconv.Itoa(s.cfg.Port))
+	lc := net.ListenConfig{}
+	ln, err := lc.Listen(context.Background(), s.cfg.Network, addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s (%s): %w", addr, s.cfg.Network, err)
+	}
+	return ln, nil
+}
+
+// ListenAndServe listens and serves until Shutdown.
+func (s *Server) ListenAndServe() error {
+	ln, err := s.Listen()
+	if err != nil {
+		return err
+	}
+	return s.Serve(ln)
+}
+
+// Addr is the listening address (nil before Serve).
+func (s *Server) Addr() net.Addr {
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+// Serve accepts connections on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	s.ln = ln
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.closing.Load() {
+				return nil
+			}
+			// Out of file descriptors and similar: wait instead of spinning
+			// (upstream logs ~6000 lines a second at 100% CPU here).
+			if backoff == 0 {
+				backoff = 5 * time.Millisecond
+			} else {
+				backoff = min(2*backoff, time.Second)
+			}
+			s.log.Error().Err(err).Dur("retry_in", backoff).Msg("cannot accept connection")
+			select {
+			case <-time.After(backoff):
+			case <-s.done:
+				return nil
+			}
+			continue
+		}
+		backoff = 0
+		if max := s.cfg.MaxClients; max > 0 && s.nClients.Load() >= int64(max) {
+			s.log.Warn().Str("addr", nc.RemoteAddr().String()).Int("max_clients", max).Msg("too many clients, connection closed")
+			nc.Close()
+			continue
+		}
+		s.nClients.Add(1)
+		c := newConn(s, engine.ClientID(s.nextID.Add(1)), nc)
+		s.wg.Add(1)
+		go c.run()
+	}
+}
+
+// Shutdown stops accepting, drops every client (without re-deciding votes,
+// as upstream) and waits for the connection goroutines.
+func (s *Server) Shutdown() {
+	s.stopOnce.Do(func() {
+		s.closing.Store(true)
+		if s.ln != nil {
+			s.ln.Close()
+		}
+		s.events <- event{kind: evShutdown}
+		<-s.loopDone
+		close(s.done)
+		s.wg.Wait()
+	})
+}
+
+// Do runs fn in the engine goroutine and waits for it, or for ctx. It is
+// how status readers get a consistent view.
+func (s *Server) Do(ctx context.Context, fn func(*engine.Engine)) error {
+	done := make(chan struct{})
+	select {
+	case s.events <- event{kind: evCall, call: func(e *engine.Engine) { fn(e); close(done) }}:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.loopDone:
+		return errors.New("server stopped")
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// NumConnections is the number of open client connections.
+func (s *Server) NumConnections() int { return int(s.nClients.Load()) }
+
+type eventKind uint8
+
+const (
+	evConnect eventKind = iota + 1
+	evMessage
+	evFrameError
+	evDecodeError
+	evTLSStarted
+	evClosed
+	evTimer
+	evCall
+	evShutdown
+)
+
+type event struct {
+	kind  eventKind
+	c     *conn
+	msg   *wire.Msg
+	raw   []byte
+	code  wire.ErrorCode
+	derr  *wire.DecodeError
+	cert  *engine.PeerCert
+	timer engine.TimerKind
+	gen   uint64
+	call  func(*engine.Engine)
+	// startTLS receives the engine's decision for a STARTTLS message.
+	startTLS chan bool
+	reason   string
+}
+
+func (s *Server) loop() {
+	defer close(s.loopDone)
+	for ev := range s.events {
+		var acts []engine.Action
+		switch ev.kind {
+		case evConnect:
+			s.conns[ev.c.id] = ev.c
+			acts = s.eng.Connect(ev.c.id, ev.c.addr)
+		case evMessage:
+			acts = s.eng.Message(ev.c.id, ev.msg, ev.raw)
+		case evFrameError:
+			acts = s.eng.FrameError(ev.c.id, ev.code)
+		case evDecodeError:
+			acts = s.eng.DecodeError(ev.c.id, ev.derr)
+		case evTLSStarted:
+			acts = s.eng.TLSStarted(ev.c.id, ev.cert)
+		case evClosed:
+			if s.conns[ev.c.id] == ev.c {
+				s.log.Debug().Str("addr", ev.c.addr).Str("reason", ev.reason).Msg("client disconnected")
+				delete(s.conns, ev.c.id)
+				ev.c.close()
+				acts = s.eng.Disconnect(ev.c.id)
+			}
+		case evTimer:
+			acts = s.eng.Timer(ev.c.id, ev.timer, ev.gen)
+		case evCall:
+			ev.call(s.eng)
+		case evShutdown:
+			s.apply(s.eng.Shutdown(), nil)
+			for id, c := range s.conns {
+				c.close()
+				delete(s.conns, id)
+			}
+			return
+		}
+		s.apply(acts, ev.startTLS)
+	}
+}
+
+// apply performs the engine's actions. Connections that cannot take a
+// message are dropped after the whole batch, as upstream does.
+func (s *Server) apply(acts []engine.Action, startTLS chan bool) {
+	var drop []*conn
+	tlsAnswered := false
+	for {
+		for _, a := range acts {
+			c := s.conns[a.To]
+			if c == nil {
+				continue
+			}
+			switch a.Kind {
+			case engine.ActSend:
+				b := a.Raw
+				if b == nil {
+					b = a.Msg.Append(make([]byte, 0, 64))
+				}
+				if len(b) > int(s.cfg.Engine.MaxSendSize) || !c.enqueue(b) {
+					s.log.Warn().Str("addr", c.addr).Int("queue", s.cfg.SendBuffers).Msg("client does not read its replies, disconnecting")
+					drop = append(drop, c)
+				}
+			case engine.ActDisconnect:
+				delete(s.conns, c.id)
+				c.closeAfterFlush()
+			case engine.ActStartTLS:
+				if startTLS != nil && !tlsAnswered {
+					startTLS <- true
+					tlsAnswered = true
+				}
+			case engine.ActSetDPD:
+				c.setDPD(time.Duration(a.Ms) * time.Millisecond)
+			case engine.ActArmTimer:
+				c.armTimer(a.Timer, time.Duration(a.Ms)*time.Millisecond, a.Gen)
+			case engine.ActStopTimer:
+				c.stopTimer(a.Timer)
+			}
+		}
+		if len(drop) == 0 {
+			break
+		}
+		acts = nil
+		for _, c := range drop {
+			if s.conns[c.id] == c {
+				delete(s.conns, c.id)
+				c.close()
+				acts = append(acts, s.eng.Disconnect(c.id)...)
+			}
+		}
+		drop = nil
+	}
+	if startTLS != nil && !tlsAnswered {
+		startTLS <- false
+	}
+}
