@@ -364,7 +364,7 @@ func (e *Engine) Message(id ClientID, m *wire.Msg, raw []byte) []Action {
 		case wire.MsgSetOption:
 			e.setOption(c, m)
 		case wire.MsgEchoRequest:
-			e.echo(c, raw)
+			e.echo(c, m, raw)
 		case wire.MsgNodeList:
 			e.nodeList(c, m)
 		case wire.MsgAskForVote:
@@ -589,9 +589,9 @@ func (e *Engine) setOption(c *Client, m *wire.Msg) {
 	e.send(c, r)
 }
 
-func (e *Engine) echo(c *Client, raw []byte) {
+func (e *Engine) echo(c *Client, m *wire.Msg, raw []byte) {
 	if !c.initDone {
-		e.serverError(c, nil, wire.ErrInitRequired)
+		e.serverError(c, m, wire.ErrInitRequired)
 		return
 	}
 	out := append([]byte(nil), raw...)

@@ -68,7 +68,7 @@ type Server struct {
 	eng    *engine.Engine
 	events chan event
 	done   chan struct{}
-	ln     net.Listener
+	ln     atomic.Value // net.Listener
 
 	// owned by the engine goroutine
 	conns map[engine.ClientID]*conn
@@ -114,6 +114,7 @@ func (s *Server) Listen() (net.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s (%s): %w", addr, s.cfg.Network, err)
 	}
+	s.ln.Store(ln)
 	return ln, nil
 }
 
@@ -128,15 +129,19 @@ func (s *Server) ListenAndServe() error {
 
 // Addr is the listening address (nil before Serve).
 func (s *Server) Addr() net.Addr {
-	if s.ln == nil {
-		return nil
+	if ln, ok := s.ln.Load().(net.Listener); ok {
+		return ln.Addr()
 	}
-	return s.ln.Addr()
+	return nil
 }
 
 // Serve accepts connections on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	s.ln = ln
+	s.ln.Store(ln)
+	if s.closing.Load() {
+		ln.Close()
+		return nil
+	}
 	var backoff time.Duration
 	for {
 		nc, err := ln.Accept()
@@ -177,8 +182,8 @@ func (s *Server) Serve(ln net.Listener) error {
 func (s *Server) Shutdown() {
 	s.stopOnce.Do(func() {
 		s.closing.Store(true)
-		if s.ln != nil {
-			s.ln.Close()
+		if ln, ok := s.ln.Load().(net.Listener); ok {
+			ln.Close()
 		}
 		s.events <- event{kind: evShutdown}
 		<-s.loopDone
