@@ -52,6 +52,7 @@ type Node struct {
 	echoSeq  uint32
 	ring     wire.RingID // last ring id sent to the server
 	vote     Vote
+	voteRing wire.RingID // ring of the message that set vote
 	hold     bool
 	held     []*wire.Msg // VOTE_INFO replies not sent while holding
 	serverOp wire.OptSet // options the server listed in INIT_REPLY (bits)
@@ -69,6 +70,20 @@ func NewNode(s Settings) *Node { return &Node{Settings: s} }
 
 // Vote returns the vote the node holds.
 func (n *Node) Vote() Vote { return n.vote }
+
+// EffectiveVote is the vote votequorum accepts: votequorum takes a qdevice
+// vote only for the current ring, so a vote given for an older ring than
+// the one the node last reported counts as no vote.
+func (n *Node) EffectiveVote() Vote {
+	if n.voteRing != n.ring {
+		return NoVote
+	}
+	return n.vote
+}
+
+// Disconnected resets the vote: corosync-qdevice stops casting it when its
+// connection to qnetd is gone.
+func (n *Node) Disconnected() { n.vote = NoVote }
 
 // Ring returns the last ring id the node sent.
 func (n *Node) Ring() wire.RingID { return n.ring }
@@ -233,11 +248,11 @@ func (n *Node) applyVote(m *wire.Msg) {
 	}
 	switch m.Vote {
 	case wire.VoteACK:
-		n.vote = Ack
+		n.vote, n.voteRing = Ack, n.ring
 	case wire.VoteNACK:
-		n.vote = Nack
+		n.vote, n.voteRing = Nack, n.ring
 	case wire.VoteAskLater, wire.VoteWaitForReply:
-		n.vote = NoVote
+		n.vote, n.voteRing = NoVote, n.ring
 	}
 }
 
