@@ -1,0 +1,29 @@
+# qnetd: a corosync-qnetd for Home Assistant. See README.md.
+VERSION ?= $(shell sed -n 's/^version: *"\{0,1\}\([^"]*\)"\{0,1\}$$/\1/p' config.yaml 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X github.com/qnetd-addon/qnetd/internal/version.AddOn=$(or $(VERSION),dev)
+DATA ?= $(CURDIR)/.data
+
+.PHONY: build run test fuzz clean
+
+build:
+	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o bin/qnetd ./cmd/qnetd
+	ln -sf qnetd bin/corosync-qnetd
+
+# Run qnetd in the foreground on 127.0.0.1:5403 with a local data dir.
+run: build
+	mkdir -p $(DATA)
+	./bin/corosync-qnetd -f -l 127.0.0.1 -p 5403 \
+	  -S lock_file=$(DATA)/qnetd.pid,local_socket_file=$(DATA)/qnetd.sock,nss_db_dir=$(DATA)/nssdb
+
+# Every test, as CI runs it (installs what it needs; root for the real-peer rig).
+test:
+	./scripts/test.sh
+
+# Short fuzzing of every decoder (FUZZTIME per target).
+FUZZTIME ?= 30s
+fuzz:
+	for t in $$(go test ./qnetd/wire -list '^Fuzz' | grep ^Fuzz); do \
+	  go test ./qnetd/wire -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; done
+
+clean:
+	rm -rf bin .test-out
