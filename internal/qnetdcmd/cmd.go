@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 
 	"github.com/qnetd-addon/qnetd/internal/version"
 	"github.com/qnetd-addon/qnetd/qnetd/server"
@@ -196,6 +197,12 @@ func Main(args []string, environ map[string]string, stdout, stderr io.Writer) in
 	}
 	defer unlock()
 
+	if limit, err := raiseFDLimit(); err != nil {
+		log.Warn().Err(err).Msg("cannot raise the open file limit")
+	} else {
+		log.Info().Uint64("open_files", limit).Msg("open file limit")
+	}
+
 	srv := server.New(cfg)
 	ln, err := srv.Listen()
 	if err != nil {
@@ -254,8 +261,11 @@ func lockPIDFile(path string) (func(), error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	lk := syscall.Flock_t{Type: syscall.F_WRLCK, Whence: 0}
-	if err := syscall.FcntlFlock(f.Fd(), syscall.F_SETLK, &lk); err != nil {
+	// An open-file-description lock: it conflicts with upstream's fcntl
+	// lock on the same file, and unlike a classic fcntl lock it is not
+	// dropped when some other descriptor of the file is closed.
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0}
+	if err := unix.FcntlFlock(f.Fd(), unix.F_OFD_SETLK, &lk); err != nil {
 		f.Close()
 		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EACCES) {
 			return nil, fmt.Errorf("another instance is running (lock held on %s)", path)
@@ -272,4 +282,20 @@ func lockPIDFile(path string) (func(), error) {
 	}
 	// Not removed at exit, as upstream; the lock goes away with the process.
 	return func() { f.Close() }, nil
+}
+
+// raiseFDLimit lifts the soft open-file limit to the hard one: every client
+// is a descriptor, and upstream stays at 1024 (about 1016 clients).
+func raiseFDLimit() (uint64, error) {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
+		return 0, err
+	}
+	if rl.Cur < rl.Max {
+		rl.Cur = rl.Max
+		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
+			return 0, err
+		}
+	}
+	return rl.Cur, nil
 }

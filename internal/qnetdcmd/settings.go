@@ -4,6 +4,7 @@
 package qnetdcmd
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -53,7 +54,23 @@ type Settings struct {
 // FromEnv returns upstream's defaults overridden by QNETD_* variables.
 func FromEnv(environ map[string]string) (*Settings, error) {
 	s := &Settings{}
-	if err := env.ParseWithOptions(s, env.Options{Prefix: "QNETD_", Environment: environ}); err != nil {
+	opts := env.Options{Prefix: "QNETD_", Environment: environ}
+	if err := env.ParseWithOptions(s, opts); err != nil {
+		// Name the variable, not the Go field.
+		var agg env.AggregateError
+		if errors.As(err, &agg) {
+			params, _ := env.GetFieldParamsWithOptions(s, opts)
+			for _, e := range agg.Errors {
+				var pe env.ParseError
+				if errors.As(e, &pe) {
+					for _, p := range params {
+						if p.OwnKey == strings.TrimPrefix(p.Key, "QNETD_") && strings.EqualFold(strings.ReplaceAll(p.OwnKey, "_", ""), pe.Name) {
+							return nil, fmt.Errorf("environment variable %s=%q: want %s", p.Key, environ[p.Key], pe.Type)
+						}
+					}
+				}
+			}
+		}
 		return nil, fmt.Errorf("environment: %w", err)
 	}
 	return s, nil

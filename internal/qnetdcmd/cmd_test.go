@@ -1,0 +1,119 @@
+package qnetdcmd
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/qnetd-addon/qnetd/qnetd/wire"
+)
+
+func TestGetopt(t *testing.T) {
+	opts, rest, err := getopt([]string{"-fd", "-p5403", "-l", "::1", "-S", "a=b", "x"}, "46dfhvc:l:m:p:S:s:")
+	require.NoError(t, err)
+	require.Equal(t, []opt{{'f', ""}, {'d', ""}, {'p', "5403"}, {'l', "::1"}, {'S', "a=b"}}, opts)
+	require.Equal(t, []string{"x"}, rest)
+	_, _, err = getopt([]string{"-x"}, "46dfhvc:l:m:p:S:s:")
+	require.EqualError(t, err, "invalid option -- 'x'")
+	_, _, err = getopt([]string{"-p"}, "46dfhvc:l:m:p:S:s:")
+	require.EqualError(t, err, "option requires an argument -- 'p'")
+}
+
+func TestParseUpstreamFlags(t *testing.T) {
+	s, action, err := Parse([]string{"-f", "-d", "-d", "-4", "-l", "10.0.0.1", "-p", "5404", "-s", "REQ", "-c", "off", "-m", "7",
+		"-S", "heartbeat_interval_min=500,DPD_ENABLED=no,keep_active_partition_tie_breaker=on,dpd_interval=3,,ignored=1"}, nil)
+	require.NoError(t, err)
+	require.Empty(t, action)
+	require.True(t, s.Foreground)
+	require.Equal(t, 2, s.Debug)
+	require.Equal(t, "4", s.Family)
+	require.Equal(t, "10.0.0.1", s.ListenAddr)
+	require.Equal(t, 5404, s.Port)
+	require.Equal(t, "req", s.TLS)
+	require.False(t, s.ClientCert)
+	require.Equal(t, int64(7), s.MaxClients)
+	require.Equal(t, int64(500), s.HeartbeatIntervalMin)
+	require.False(t, s.DPDEnabled)
+	require.True(t, s.KAPTieBreaker)
+	require.Len(t, s.Warnings, 1, "dpd_interval is deprecated")
+	cfg, err := s.ServerConfig(NewLogger(&bytes.Buffer{}, "console", false))
+	require.NoError(t, err)
+	require.Equal(t, "tcp4", cfg.Network)
+	require.Equal(t, wire.TLSRequired, cfg.Engine.TLS)
+	require.Equal(t, uint32(500), cfg.Engine.HeartbeatMin)
+}
+
+func TestRequiredIsAcceptedForReq(t *testing.T) {
+	s, _, err := Parse([]string{"-s", "required"}, nil)
+	require.NoError(t, err)
+	require.Equal(t, "req", s.TLS)
+}
+
+func TestBadInputNamesOptionAndValue(t *testing.T) {
+	for args, want := range map[string][]string{
+		"tls must be one of on, off, req (got \"maybe\")":                                               {"-s", "maybe"},
+		"listen port \"0\" is invalid: want 1..65535":                                                   {"-p", "0"},
+		"Unknown option 'foo'":                                                                          {"-S", "foo=1"},
+		"Invalid value '0' for option 'heartbeat_interval_min' (expected 1..4294967295 (ms))":           {"-S", "heartbeat_interval_min=0"},
+		"Invalid value '1.5x' for option 'dpd_interval_coefficient' (expected a number from 1 to 1000)": {"-S", "dpd_interval_coefficient=1.5x"},
+		"client_cert_required should be on or off (got \"perhaps\")":                                    {"-c", "perhaps"},
+	} {
+		_, _, err := Parse(want, nil)
+		require.EqualError(t, err, args)
+	}
+}
+
+func TestEnvironmentAndOptionsVariable(t *testing.T) {
+	s, _, err := Parse([]string{"-p", "6000"}, map[string]string{
+		"QNETD_PORT": "5999", "QNETD_TLS": "off", "COROSYNC_QNETD_OPTIONS": "-m 3 -p 5998",
+	})
+	require.NoError(t, err)
+	require.Equal(t, 6000, s.Port, "the command line wins over COROSYNC_QNETD_OPTIONS and the environment")
+	require.Equal(t, int64(3), s.MaxClients)
+	require.Equal(t, "off", s.TLS)
+	_, _, err = Parse(nil, map[string]string{"QNETD_PORT": "x"})
+	require.EqualError(t, err, `environment variable QNETD_PORT="x": want int`)
+}
+
+func TestReceiveSizeBelowClientMinimumIsRefused(t *testing.T) {
+	s, _, err := Parse([]string{"-S", "max_client_receive_size=1024"}, nil)
+	require.NoError(t, err)
+	_, err = s.ServerConfig(NewLogger(&bytes.Buffer{}, "console", false))
+	require.ErrorContains(t, err, "max_client_receive_size=1024 is below 32768")
+}
+
+func TestVersionAndHelpExit1(t *testing.T) {
+	var out bytes.Buffer
+	require.Equal(t, 1, Main([]string{"-v"}, nil, &out, &out))
+	require.Contains(t, out.String(), "Supported algorithms: Test (0), Fifty-Fifty split (1), 2 Node LMS (2), LMS (3)")
+	out.Reset()
+	require.Equal(t, 1, Main([]string{"-h"}, nil, &out, &out))
+	require.Contains(t, out.String(), "usage: corosync-qnetd")
+}
+
+// TestSecondInstanceRefused takes the lock here and tries again from a
+// second process (fcntl locks are per process).
+func TestSecondInstanceRefused(t *testing.T) {
+	if path := os.Getenv("QNETD_LOCK_PROBE"); path != "" {
+		_, err := lockPIDFile(path)
+		fmt.Print(err)
+		return
+	}
+	path := filepath.Join(t.TempDir(), "run", "qnetd.pid")
+	unlock, err := lockPIDFile(path)
+	require.NoError(t, err)
+	defer unlock()
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.Equal(t, fmt.Sprintf("%d\n", os.Getpid()), string(data))
+	cmd := exec.Command(os.Args[0], "-test.run=^TestSecondInstanceRefused$")
+	cmd.Env = append(os.Environ(), "QNETD_LOCK_PROBE="+path)
+	out, err := cmd.Output()
+	require.NoError(t, err)
+	require.Contains(t, string(out), "another instance is running (lock held on "+path+")")
+}
