@@ -8,7 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
+	"github.com/qnetd-addon/qnetd/internal/certutilcmd"
 	"github.com/qnetd-addon/qnetd/internal/qnetdcmd"
 	"github.com/qnetd-addon/qnetd/internal/version"
 )
@@ -26,6 +28,9 @@ func environ() map[string]string {
 // tools maps the names the binary answers to onto their entry points.
 var tools = map[string]func(args []string) int{
 	"corosync-qnetd": func(args []string) int { return qnetdcmd.Main(args, environ(), os.Stdout, os.Stderr) },
+	"corosync-qnetd-certutil": func(args []string) int {
+		return certutilcmd.Main(args, environ(), os.Stdout, os.Stderr, time.Now)
+	},
 }
 
 func main() {
@@ -46,7 +51,7 @@ func main() {
 		return
 	}
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprintf(os.Stderr, "usage: qnetd TOOL [ARGS]\n\ntools:\n  corosync-qnetd    the arbitrator daemon (upstream's flags)\n  version           print the versions\n")
+		fmt.Fprintf(os.Stderr, "usage: qnetd TOOL [ARGS]\n\ntools:\n  corosync-qnetd            the arbitrator daemon (upstream's flags)\n  corosync-qnetd-certutil   the certificate authority (upstream's flags)\n  version           print the versions\n")
 		os.Exit(2)
 	}
 	// Anything else: the daemon with these flags.

@@ -1,7 +1,8 @@
 package qnetdcmd
 
 import (
-	"crypto/tls"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,8 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 
+	"github.com/qnetd-addon/qnetd/internal/getopt"
+	"github.com/qnetd-addon/qnetd/internal/pki"
 	"github.com/qnetd-addon/qnetd/internal/version"
 	"github.com/qnetd-addon/qnetd/qnetd/server"
 	"github.com/qnetd-addon/qnetd/qnetd/wire"
@@ -37,7 +40,7 @@ func Parse(args []string, environ map[string]string) (*Settings, string, error) 
 	if extra := strings.Fields(environ["COROSYNC_QNETD_OPTIONS"]); len(extra) > 0 {
 		args = append(extra, args...)
 	}
-	opts, rest, err := getopt(args, "46dfhvc:l:m:p:S:s:")
+	opts, rest, err := getopt.Parse(args, "46dfhvc:l:m:p:S:s:")
 	if err != nil {
 		return nil, "", err
 	}
@@ -45,7 +48,7 @@ func Parse(args []string, environ map[string]string) (*Settings, string, error) 
 		return nil, "", fmt.Errorf("unexpected argument %q", rest[0])
 	}
 	for _, o := range opts {
-		switch o.name {
+		switch o.Name {
 		case '4':
 			s.Family = "4"
 		case '6':
@@ -59,38 +62,38 @@ func Parse(args []string, environ map[string]string) (*Settings, string, error) 
 		case 'v':
 			return s, "version", nil
 		case 'c':
-			b, ok := ParseBool(o.arg)
+			b, ok := ParseBool(o.Arg)
 			if !ok {
-				return nil, "", fmt.Errorf("client_cert_required should be on or off (got %q)", o.arg)
+				return nil, "", fmt.Errorf("client_cert_required should be on or off (got %q)", o.Arg)
 			}
 			s.ClientCert = b
 		case 'l':
-			s.ListenAddr = o.arg
+			s.ListenAddr = o.Arg
 		case 'm':
-			x, ok := parseInt(o.arg, 0, 1<<63-1)
+			x, ok := parseInt(o.Arg, 0, 1<<63-1)
 			if !ok {
-				return nil, "", fmt.Errorf("max clients value %q is invalid: want a whole number, 0 = unlimited", o.arg)
+				return nil, "", fmt.Errorf("max clients value %q is invalid: want a whole number, 0 = unlimited", o.Arg)
 			}
 			s.MaxClients = x
 		case 'p':
-			x, ok := parseInt(o.arg, 1, 65535)
+			x, ok := parseInt(o.Arg, 1, 65535)
 			if !ok {
-				return nil, "", fmt.Errorf("listen port %q is invalid: want 1..65535", o.arg)
+				return nil, "", fmt.Errorf("listen port %q is invalid: want 1..65535", o.Arg)
 			}
 			s.Port = int(x)
 		case 's':
-			switch strings.ToLower(o.arg) {
+			switch strings.ToLower(o.Arg) {
 			case "on", "off", "req":
-				s.TLS = strings.ToLower(o.arg)
+				s.TLS = strings.ToLower(o.Arg)
 			case "required":
 				// upstream's man page says "required" but its parser only
 				// takes "req"; accept both.
 				s.TLS = "req"
 			default:
-				return nil, "", fmt.Errorf("tls must be one of on, off, req (got %q)", o.arg)
+				return nil, "", fmt.Errorf("tls must be one of on, off, req (got %q)", o.Arg)
 			}
 		case 'S':
-			if err := s.ApplyAdvanced(o.arg); err != nil {
+			if err := s.ApplyAdvanced(o.Arg); err != nil {
 				return nil, "", err
 			}
 		}
@@ -179,16 +182,12 @@ func Main(args []string, environ map[string]string, stdout, stderr io.Writer) in
 		return 1
 	}
 	if cfg.Engine.TLS != wire.TLSUnsupported {
-		tlsCfg, err := LoadTLS(s, log)
+		a, err := LoadAuthority(s.NSSDBDir, log)
 		if err != nil {
-			log.Error().Err(err).Msg("cannot set up TLS")
+			log.Error().Err(err).Str("nss_db_dir", s.NSSDBDir).Msg("cannot set up TLS")
 			return 1
 		}
-		if tlsCfg == nil {
-			log.Warn().Str("tls", s.TLS).Msg("TLS is not available in this build, serving without it (advertised as unsupported)")
-			cfg.Engine.TLS = wire.TLSUnsupported
-		}
-		cfg.TLS = tlsCfg
+		cfg.TLS = a.TLSConfig(s.ClientCert)
 	}
 	unlock, err := lockPIDFile(s.LockFile)
 	if err != nil {
@@ -231,9 +230,24 @@ func Main(args []string, environ map[string]string, stdout, stderr io.Writer) in
 	return 0
 }
 
-// LoadTLS returns the server TLS configuration; nil when this build has no
-// TLS support yet (the server then advertises TLS as unsupported).
-var LoadTLS = func(*Settings, zerolog.Logger) (*tls.Config, error) { return nil, nil }
+// LoadAuthority loads the certificate authority from dir (upstream's
+// nss_db_dir), creating one on first start.
+func LoadAuthority(dir string, log zerolog.Logger) (*pki.Authority, error) {
+	if !pki.Initialized(dir) {
+		if _, err := pki.Init(dir, time.Now()); err != nil {
+			return nil, fmt.Errorf("create certificate authority: %w", err)
+		}
+		log.Info().Str("dir", dir).Msg("created a new certificate authority and server certificate")
+	}
+	a, err := pki.Load(dir)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(a.CA.Raw)
+	log.Info().Str("dir", dir).Str("ca_sha256", hex.EncodeToString(sum[:])).Time("ca_not_after", a.CA.NotAfter).
+		Msg("certificate authority loaded")
+	return a, nil
+}
 
 // NewLogger builds the daemon's logger: human-readable lines or JSON.
 func NewLogger(w io.Writer, format string, debug bool) zerolog.Logger {

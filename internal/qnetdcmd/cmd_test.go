@@ -13,17 +13,6 @@ import (
 	"github.com/qnetd-addon/qnetd/qnetd/wire"
 )
 
-func TestGetopt(t *testing.T) {
-	opts, rest, err := getopt([]string{"-fd", "-p5403", "-l", "::1", "-S", "a=b", "x"}, "46dfhvc:l:m:p:S:s:")
-	require.NoError(t, err)
-	require.Equal(t, []opt{{'f', ""}, {'d', ""}, {'p', "5403"}, {'l', "::1"}, {'S', "a=b"}}, opts)
-	require.Equal(t, []string{"x"}, rest)
-	_, _, err = getopt([]string{"-x"}, "46dfhvc:l:m:p:S:s:")
-	require.EqualError(t, err, "invalid option -- 'x'")
-	_, _, err = getopt([]string{"-p"}, "46dfhvc:l:m:p:S:s:")
-	require.EqualError(t, err, "option requires an argument -- 'p'")
-}
-
 func TestParseUpstreamFlags(t *testing.T) {
 	s, action, err := Parse([]string{"-f", "-d", "-d", "-4", "-l", "10.0.0.1", "-p", "5404", "-s", "REQ", "-c", "off", "-m", "7",
 		"-S", "heartbeat_interval_min=500,DPD_ENABLED=no,keep_active_partition_tie_breaker=on,dpd_interval=3,,ignored=1"}, nil)

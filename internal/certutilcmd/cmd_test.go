@@ -1,0 +1,106 @@
+package certutilcmd
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func run(t *testing.T, dir string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := Main(args, map[string]string{"QNETD_NSS_DB_DIR": dir}, &out, &errb, func() time.Time { return time.Now() })
+	return code, out.String(), errb.String()
+}
+
+func TestInitTwice(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "nssdb")
+	code, out, _ := run(t, dir, "-i")
+	require.Equal(t, 0, code)
+	require.Equal(t, "QNetd CA certificate is exported as "+dir+"/qnetd-cacert.crt\n", out)
+	code, _, errs := run(t, dir, "-i")
+	require.Equal(t, 1, code)
+	require.Equal(t, "Certificate database ("+dir+") already exists. Delete it to initialize new db\n", errs)
+}
+
+func TestInitRefusesAnUpstreamNSSDatabase(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "cert9.db"), nil, 0o600))
+	code, _, errs := run(t, dir, "-i")
+	require.Equal(t, 1, code)
+	require.Contains(t, errs, "holds an NSS database from upstream corosync-qnetd")
+}
+
+func TestSignLikePvecm(t *testing.T) {
+	dir := t.TempDir()
+	code, _, _ := run(t, dir, "-i")
+	require.Equal(t, 0, code)
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	require.NoError(t, err)
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "pve"}}, key)
+	require.NoError(t, err)
+	crq := filepath.Join(t.TempDir(), "qdevice-net-node.crq")
+	require.NoError(t, os.WriteFile(crq, der, 0o644))
+
+	code, out, errs := run(t, dir, "-s", "-c", crq, "-n", "pve")
+	require.Equal(t, 0, code, errs)
+	require.Equal(t, "Signing cluster certificate\nCertificate stored in "+dir+"/cluster-pve.crt\n", out)
+
+	code, _, errs = run(t, dir, "-s", "-c", crq, "-n", "other")
+	require.Equal(t, 1, code)
+	require.Contains(t, errs, `certificate request is for "pve" (CN), not for cluster "other"`)
+	require.NoFileExists(t, filepath.Join(dir, "cluster-other.crt"))
+
+	garbage := filepath.Join(t.TempDir(), "garbage.crq")
+	require.NoError(t, os.WriteFile(garbage, []byte("garbage"), 0o644))
+	code, _, errs = run(t, dir, "-s", "-c", garbage, "-n", "garbage")
+	require.Equal(t, 1, code)
+	require.Contains(t, errs, "not a PKCS#10 certificate request")
+	require.NoFileExists(t, filepath.Join(dir, "cluster-garbage.crt"))
+}
+
+func TestUpstreamErrorsAndExitCodes(t *testing.T) {
+	dir := t.TempDir()
+	code, _, errs := run(t, dir, "-s", "-c", "/nonexistent.crq", "-n", "pve")
+	require.Equal(t, 2, code)
+	require.Equal(t, "Can't open certificate file /nonexistent.crq\n", errs)
+
+	crq := filepath.Join(t.TempDir(), "x.crq")
+	require.NoError(t, os.WriteFile(crq, []byte("x"), 0o644))
+	code, _, errs = run(t, dir, "-s", "-c", crq)
+	require.Equal(t, 2, code)
+	require.Equal(t, "You have to specify cluster name\n", errs)
+
+	code, _, errs = run(t, filepath.Join(dir, "missing"), "-s", "-c", crq, "-n", "pve")
+	require.Equal(t, 1, code)
+	require.Equal(t, "Certificate database doesn't exists. Use corosync-qnetd-certutil -i to create it\n", errs)
+
+	code, _, errs = run(t, dir, "-x")
+	require.Equal(t, 1, code)
+	require.Contains(t, errs, "Invalid option: -x\n")
+	code, _, errs = run(t, dir, "-c")
+	require.Equal(t, 1, code)
+	require.Contains(t, errs, "Option -c requires an argument.\n")
+
+	code, out, _ := run(t, dir, "-h")
+	require.Equal(t, 0, code)
+	require.Contains(t, out, "corosync-qnetd-certutil: [-i|-s]")
+	code, _, _ = run(t, dir)
+	require.Equal(t, 0, code, "no operation prints the usage and exits 0, as upstream")
+}
+
+func TestDirOptionWins(t *testing.T) {
+	dir := t.TempDir()
+	var out, errb bytes.Buffer
+	code := Main([]string{"-d", dir, "-i"}, map[string]string{"QNETD_NSS_DB_DIR": "/nonexistent/x"}, &out, &errb, time.Now)
+	require.Equal(t, 0, code, errb.String())
+	require.FileExists(t, filepath.Join(dir, "qnetd-cacert.crt"))
+}
