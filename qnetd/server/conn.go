@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,8 +24,11 @@ type conn struct {
 	s    *Server
 	id   engine.ClientID
 	addr string
-	raw  net.Conn
-	br   *bufio.Reader
+	// cluster is the name from the client's PREINIT, for log lines about
+	// its TLS handshake (the engine has it too, but handshakes run here).
+	cluster string
+	raw     net.Conn
+	br      *bufio.Reader
 
 	mu     sync.Mutex // guards nc and timers
 	nc     net.Conn   // raw, or the tls.Conn after STARTTLS
@@ -229,6 +234,9 @@ func (c *conn) read() string {
 			}
 			continue
 		}
+		if m.Type == wire.MsgPreinit && m.Has.Has(wire.OptClusterName) {
+			c.cluster = string(m.ClusterName)
+		}
 		if m.Type != wire.MsgStartTLS {
 			if !c.post(event{kind: evMessage, c: c, msg: m, raw: raw}) {
 				return "closed"
@@ -303,7 +311,7 @@ func (c *conn) startTLS() string {
 		c.s.cfg.Hooks.TLSHandshake(err)
 	}
 	if err != nil {
-		c.s.log.Warn().Str("addr", c.addr).Err(err).Msg("TLS handshake failed")
+		c.s.log.Warn().Str("addr", c.addr).Str("cluster", c.cluster).Str("reason", handshakeReason(err)).Err(err).Msg("TLS handshake failed")
 		return "TLS handshake failed: " + err.Error()
 	}
 	c.br = bufio.NewReaderSize(tc, 4096)
@@ -333,4 +341,22 @@ func (o *onceReader) Read(p []byte) (int, error) {
 	n := copy(p, o.b)
 	o.b = o.b[n:]
 	return n, nil
+}
+
+// handshakeReason says in words why a client's TLS handshake failed.
+func handshakeReason(err error) string {
+	var ue x509.UnknownAuthorityError
+	var ce x509.CertificateInvalidError
+	msg := err.Error()
+	switch {
+	case errors.As(err, &ue), strings.Contains(msg, "unknown authority"):
+		return "client certificate is not signed by this qnetd's CA (re-run pvecm qdevice setup, or import the old CA)"
+	case errors.As(err, &ce) && ce.Reason == x509.Expired, strings.Contains(msg, "expired or is not yet valid"):
+		return "client certificate has expired or is not yet valid (check the clocks of the node and this host)"
+	case strings.Contains(msg, "certificate required"), strings.Contains(msg, "didn't provide a certificate"):
+		return "client sent no certificate but one is required"
+	case errors.Is(err, io.EOF), strings.Contains(msg, "connection reset"):
+		return "client closed the connection during the handshake (it may not trust this server's certificate)"
+	}
+	return "TLS error"
 }
