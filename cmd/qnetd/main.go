@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/qnetd-addon/qnetd/internal/bench"
 	"github.com/qnetd-addon/qnetd/internal/certutilcmd"
 	"github.com/qnetd-addon/qnetd/internal/qnetdcmd"
 	"github.com/qnetd-addon/qnetd/internal/version"
@@ -28,6 +29,7 @@ func environ() map[string]string {
 // tools maps the names the binary answers to onto their entry points.
 var tools = map[string]func(args []string) int{
 	"corosync-qnetd": func(args []string) int { return qnetdcmd.Main(args, environ(), os.Stdout, os.Stderr) },
+	"bench":          func(args []string) int { return bench.Main(args, os.Stdout, os.Stderr) },
 	"corosync-qnetd-certutil": func(args []string) int {
 		return certutilcmd.Main(args, environ(), os.Stdout, os.Stderr, time.Now)
 	},
@@ -51,7 +53,7 @@ func main() {
 		return
 	}
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprintf(os.Stderr, "usage: qnetd TOOL [ARGS]\n\ntools:\n  corosync-qnetd            the arbitrator daemon (upstream's flags)\n  corosync-qnetd-certutil   the certificate authority (upstream's flags)\n  version           print the versions\n")
+		fmt.Fprintf(os.Stderr, "usage: qnetd TOOL [ARGS]\n\ntools:\n  corosync-qnetd            the arbitrator daemon (upstream's flags)\n  corosync-qnetd-certutil   the certificate authority (upstream's flags)\n  bench storm               connection storm, ours vs Debian's corosync-qnetd\n  version           print the versions\n")
 		os.Exit(2)
 	}
 	// Anything else: the daemon with these flags.
