@@ -66,7 +66,8 @@ type lmsPartition struct {
 // lmsDecide follows upstream step by step, including its quirks: partitions
 // are built from the stored ring ids (for a membership message that is
 // still the previous ring), the member-count tie-break looks at all
-// partitions, and with a node-id tie-breaker only that node gets ACK.
+// partitions, and with a node-id tie-breaker only that node gets ACK
+// (and any client on ring 0.0, which matches the zero "remembered" ring).
 func lmsDecide(e *Engine, c *Client, ring wire.RingID) wire.Vote {
 	e.stopTimer(c, TimerAlgo)
 	cl := c.cluster
@@ -117,32 +118,35 @@ func lmsDecide(e *Engine, c *Client, ring wire.RingID) wire.Vote {
 		return store(ackIf(p.ring == ring))
 	}
 
+	// The remembered ring starts as the zero ring {0,0}, as upstream's does,
+	// and with a node-id tie-breaker it is only overwritten when c is the
+	// tie-breaker node. So a client that is not the tie-breaker but itself
+	// reports ring 0.0 "shares the tie-breaker's ring" and gets ACK.
 	var tbID uint32
 	var tbRing wire.RingID
-	haveRing := false
 	switch c.TieBreaker.Mode {
 	case wire.TieBreakerLowest:
 		tbID = 2147483647
 		for _, o := range cl.Clients {
 			if o.NodeID < tbID {
-				tbID, tbRing, haveRing = o.NodeID, o.LastRingID, true
+				tbID, tbRing = o.NodeID, o.LastRingID
 			}
 		}
 	case wire.TieBreakerHighest:
 		for _, o := range cl.Clients {
 			if o.NodeID > tbID {
-				tbID, tbRing, haveRing = o.NodeID, o.LastRingID, true
+				tbID, tbRing = o.NodeID, o.LastRingID
 			}
 		}
 	case wire.TieBreakerNodeID:
 		tbID = c.TieBreaker.NodeID
 		if c.NodeID == tbID {
 			for _, o := range cl.Clients {
-				tbRing, haveRing = o.LastRingID, true
+				tbRing = o.LastRingID
 			}
 		}
 	}
-	return store(ackIf(c.NodeID == tbID || (haveRing && tbRing == ring)))
+	return store(ackIf(c.NodeID == tbID || tbRing == ring))
 }
 
 // newcomerNack: a client without a result yet gets NACK (not remembered)

@@ -9,7 +9,11 @@
 // blank line. Lines starting with '#' are comments. Commands:
 //
 //	cluster NAME [algorithm=ffsplit|lms|2nodelms|test] [tie_breaker=lowest|highest|ID] [kap=on|off] [heartbeat=MS]
-//	connect IDS [ring=N.S]           PREINIT, INIT, SET_OPTION(KAP) like the real client
+//	connect IDS [ring=N.S] [algorithm=A] [tie_breaker=T] [kap=on|off]
+//	                                 PREINIT, INIT, SET_OPTION(KAP) like the real client;
+//	                                 the options override the cluster's for these nodes
+//	duplicate ID                     a second connection with the same node id (PREINIT+INIT, then closed)
+//	reinit ID                        INIT again on the node's open connection
 //	join IDS nodes=LIST [ring=N.S]   connect + initial config + membership + quorum
 //	config IDS nodes=LIST [changed] [version=V]
 //	membership IDS ring=N.S nodes=LIST [heuristics=pass|fail]
@@ -386,10 +390,11 @@ func (r *Runner) exec(line string) error {
 	case "split":
 		return r.split(line, a)
 	}
-	ids, err := parseIDs(a.pos)
-	if cmd == "heuristics" && len(a.pos) > 0 {
-		ids, err = parseIDs(a.pos[:len(a.pos)-1])
+	pos := a.pos
+	if n := len(pos); n > 0 && (cmd == "heuristics" || (cmd == "config" && pos[n-1] == "changed")) {
+		pos = pos[:n-1] // a trailing word that is not a node id
 	}
+	ids, err := parseIDs(pos)
 	if err != nil {
 		return err
 	}
@@ -420,48 +425,63 @@ func (r *Runner) cluster(a args) error {
 	}
 	cd := &clusterDef{name: a.pos[0], algorithm: wire.AlgoFFSplit, tb: wire.TieBreaker{Mode: wire.TieBreakerLowest},
 		kap: true, hb: 1000, nodes: map[uint32]*client.Node{}}
-	for k, v := range a.kv {
+	if err := cd.settings(a.kv, &cd.algorithm, &cd.tb, &cd.kap, &cd.hb); err != nil {
+		return err
+	}
+	r.clusters = append(r.clusters, cd)
+	r.cur = cd
+	return nil
+}
+
+// settings applies node settings given as key=value; unknown keys are an
+// error except the per-command ones listed in skip.
+func (cd *clusterDef) settings(kv map[string]string, algorithm *wire.Algorithm, tb *wire.TieBreaker, kap *bool, hb *uint32, skip ...string) error {
+next:
+	for k, v := range kv {
+		for _, s := range skip {
+			if k == s {
+				continue next
+			}
+		}
 		switch k {
 		case "algorithm":
 			switch v {
 			case "ffsplit":
-				cd.algorithm = wire.AlgoFFSplit
+				*algorithm = wire.AlgoFFSplit
 			case "lms":
-				cd.algorithm = wire.AlgoLMS
+				*algorithm = wire.AlgoLMS
 			case "2nodelms":
-				cd.algorithm = wire.Algo2NodeLMS
+				*algorithm = wire.Algo2NodeLMS
 			case "test":
-				cd.algorithm = wire.AlgoTest
+				*algorithm = wire.AlgoTest
 			default:
 				return fmt.Errorf("unknown algorithm %q", v)
 			}
 		case "tie_breaker":
 			switch v {
 			case "lowest":
-				cd.tb = wire.TieBreaker{Mode: wire.TieBreakerLowest}
+				*tb = wire.TieBreaker{Mode: wire.TieBreakerLowest}
 			case "highest":
-				cd.tb = wire.TieBreaker{Mode: wire.TieBreakerHighest}
+				*tb = wire.TieBreaker{Mode: wire.TieBreakerHighest}
 			default:
 				id, err := strconv.ParseUint(v, 10, 32)
 				if err != nil {
 					return fmt.Errorf("bad tie_breaker %q", v)
 				}
-				cd.tb = wire.TieBreaker{Mode: wire.TieBreakerNodeID, NodeID: uint32(id)}
+				*tb = wire.TieBreaker{Mode: wire.TieBreakerNodeID, NodeID: uint32(id)}
 			}
 		case "kap":
-			cd.kap = v == "on"
+			*kap = v == "on"
 		case "heartbeat":
-			hb, err := strconv.ParseUint(v, 10, 32)
+			x, err := strconv.ParseUint(v, 10, 32)
 			if err != nil {
 				return err
 			}
-			cd.hb = uint32(hb)
+			*hb = uint32(x)
 		default:
-			return fmt.Errorf("unknown cluster option %q", k)
+			return fmt.Errorf("unknown option %q", k)
 		}
 	}
-	r.clusters = append(r.clusters, cd)
-	r.cur = cd
 	return nil
 }
 
@@ -500,14 +520,26 @@ func (r *Runner) execNode(cmd string, a args, n *client.Node) error {
 		if err != nil {
 			return err
 		}
+		if err := r.cur.settings(a.kv, &n.Algorithm, &n.TieBreaker, &n.KAP, &n.Heartbeat, "ring", "nodes"); err != nil {
+			return err
+		}
+		if t.Connected(n) {
+			return fmt.Errorf("already connected")
+		}
 		if err := t.Open(n); err != nil {
 			return err
 		}
 		if err := t.Send(n, n.Preinit()); err != nil {
 			return err
 		}
+		errs := len(n.Errors)
 		if err := t.Send(n, n.Init(ring)); err != nil {
 			return err
+		}
+		if len(n.Errors) > errs {
+			// The real client disconnects when INIT is refused.
+			t.Close(n)
+			return nil
 		}
 		if n.ServerSupportsKAP() && t.Connected(n) {
 			if err := t.Send(n, n.SetOptionKAP()); err != nil {
@@ -571,6 +603,24 @@ func (r *Runner) execNode(cmd string, a args, n *client.Node) error {
 		return t.Send(n, n.HeuristicsChange(h))
 	case "ask":
 		return t.Send(n, n.AskForVote())
+	case "reinit":
+		return t.Send(n, n.Init(n.Ring()))
+	case "duplicate":
+		d := client.NewNode(n.Settings)
+		if err := t.Open(d); err != nil {
+			return err
+		}
+		defer t.Close(d)
+		if err := t.Send(d, d.Preinit()); err != nil {
+			return err
+		}
+		if err := t.Send(d, d.Init(n.Ring())); err != nil {
+			return err
+		}
+		for _, e := range d.Errors {
+			n.Errors = append(n.Errors, "second connection: "+e)
+		}
+		return nil
 	case "disconnect":
 		t.Close(n)
 		return nil
