@@ -520,7 +520,7 @@ func (e *Engine) init(c *Client, m *wire.Msg) {
 			c.initDone = true
 			e.log.Info().Str("addr", c.Addr).Str("cluster", cl.Name).Uint32("node_id", c.NodeID).
 				Str("algorithm", c.Algorithm.String()).Str("tie_breaker", c.TieBreaker.String()).
-				Uint32("heartbeat_ms", c.Heartbeat).Msg("client initialised")
+				Uint32("heartbeat_ms", c.Heartbeat).Bool("tls", c.TLSActive).Bool("cert_verified", c.CertVerified).Msg("client initialised")
 		}
 	}
 	r := &wire.Msg{Type: wire.MsgInitReply, ReplyErrorCode: code,
