@@ -1,0 +1,258 @@
+// Package web serves the add-on's HTTP side on the ingress port: /health
+// (for Docker's HEALTHCHECK), /metrics (Prometheus) and the status page.
+// Only loopback and the Supervisor's ingress proxy may connect: with host
+// networking the port is reachable from the LAN otherwise.
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+
+	"github.com/qnetd-addon/qnetd/internal/version"
+	"github.com/qnetd-addon/qnetd/qnetd/engine"
+	"github.com/qnetd-addon/qnetd/qnetd/server"
+)
+
+// IngressProxy is the address the Supervisor's ingress proxy connects from.
+const IngressProxy = "172.30.32.2"
+
+// Config wires the web side to the daemon.
+type Config struct {
+	// Do runs a function in the engine goroutine (server.Server.Do).
+	Do func(context.Context, func(*engine.Engine)) error
+	// QnetdAddr is where the qnetd listener accepts (for the health check).
+	QnetdAddr string
+	// PKIRequired: TLS is on, so the certificate authority must be loaded.
+	PKIRequired bool
+	Log         zerolog.Logger
+	// AllowAll lets any address in (tests); by default only loopback and
+	// the ingress proxy.
+	AllowAll bool
+}
+
+// Web is the HTTP handler set.
+type Web struct {
+	cfg       Config
+	mux       *http.ServeMux
+	reg       *prometheus.Registry
+	pkiLoaded atomic.Bool
+	metrics   *Metrics
+}
+
+// New builds the handlers.
+func New(cfg Config) *Web {
+	w := &Web{cfg: cfg, mux: http.NewServeMux(), reg: prometheus.NewRegistry()}
+	w.metrics = newMetrics(cfg.Do)
+	w.reg.MustRegister(w.metrics, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	w.mux.HandleFunc("GET /health", w.health)
+	w.mux.Handle("GET /metrics", promhttp.HandlerFor(w.reg, promhttp.HandlerOpts{}))
+	return w
+}
+
+// Metrics returns the counters the server's hooks feed.
+func (w *Web) Metrics() *Metrics { return w.metrics }
+
+// SetPKILoaded records that the certificate authority is in use.
+func (w *Web) SetPKILoaded(ok bool) { w.pkiLoaded.Store(ok) }
+
+// Handle adds a handler (the status page registers itself here).
+func (w *Web) Handle(pattern string, h http.Handler) { w.mux.Handle(pattern, h) }
+
+// ServeHTTP applies the address filter.
+func (w *Web) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	if !w.cfg.AllowAll && !allowed(r.RemoteAddr) {
+		http.Error(rw, "forbidden: only the Home Assistant ingress proxy and loopback may connect", http.StatusForbidden)
+		return
+	}
+	w.mux.ServeHTTP(rw, r)
+}
+
+func allowed(remote string) bool {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && (ip.IsLoopback() || ip.Equal(net.ParseIP(IngressProxy)))
+}
+
+type healthReport struct {
+	Status string            `json:"status"`
+	Failed string            `json:"failed,omitempty"`
+	Checks map[string]string `json:"checks"`
+}
+
+// health is 200 only when the listener accepts, the engine answers within
+// a deadline and (with TLS) the certificate authority is loaded.
+func (w *Web) health(rw http.ResponseWriter, r *http.Request) {
+	rep := healthReport{Status: "ok", Checks: map[string]string{}}
+	fail := func(check, why string) {
+		rep.Checks[check] = why
+		if rep.Failed == "" {
+			rep.Status, rep.Failed = "fail", check
+		}
+	}
+	if c, err := net.DialTimeout("tcp", dialable(w.cfg.QnetdAddr), 2*time.Second); err != nil {
+		fail("listener", "qnetd port does not accept connections: "+err.Error())
+	} else {
+		c.Close()
+		rep.Checks["listener"] = "ok"
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := w.cfg.Do(ctx, func(*engine.Engine) {}); err != nil {
+		fail("engine", "decision engine did not answer within 2s: "+err.Error())
+	} else {
+		rep.Checks["engine"] = "ok"
+	}
+	switch {
+	case !w.cfg.PKIRequired:
+		rep.Checks["pki"] = "not needed (TLS off)"
+	case w.pkiLoaded.Load():
+		rep.Checks["pki"] = "ok"
+	default:
+		fail("pki", "certificate authority not loaded")
+	}
+	rw.Header().Set("Content-Type", "application/json")
+	if rep.Failed != "" {
+		rw.WriteHeader(http.StatusServiceUnavailable)
+		w.cfg.Log.Warn().Str("check", rep.Failed).Str("detail", rep.Checks[rep.Failed]).Msg("health check failed")
+	}
+	_ = json.NewEncoder(rw).Encode(rep)
+}
+
+// dialable turns a listen address into one to dial: a wildcard host
+// becomes loopback.
+func dialable(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+		if ip != nil && ip.To4() == nil {
+			host = "::1"
+		}
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// Metrics is the Prometheus collector: engine state is read on scrape;
+// server events are counted as they happen.
+type Metrics struct {
+	do            func(context.Context, func(*engine.Engine)) error
+	tlsHandshakes *prometheus.CounterVec
+	dpdTimeouts   prometheus.Counter
+	badMessages   *prometheus.CounterVec
+	buildInfo     *prometheus.Desc
+	clients       *prometheus.Desc
+	clusters      *prometheus.Desc
+	nodes         *prometheus.Desc
+	votes         *prometheus.Desc
+	decisions     *prometheus.Desc
+	nackTimeouts  *prometheus.Desc
+	certRefused   *prometheus.Desc
+	serverErrors  *prometheus.Desc
+}
+
+func newMetrics(do func(context.Context, func(*engine.Engine)) error) *Metrics {
+	return &Metrics{
+		do: do,
+		tlsHandshakes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "qnetd_tls_handshakes_total",
+			Help: "TLS handshakes after STARTTLS, by result (ok, failed)."}, []string{"result"}),
+		dpdTimeouts: prometheus.NewCounter(prometheus.CounterOpts{Name: "qnetd_heartbeat_timeouts_total",
+			Help: "Clients dropped because they sent nothing within their dead peer interval."}),
+		badMessages: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "qnetd_bad_messages_total",
+			Help: "Messages refused before reaching the engine, by reason."}, []string{"reason"}),
+		buildInfo: prometheus.NewDesc("qnetd_build_info", "Versions: add-on and the corosync-qnetd release the core matches.",
+			[]string{"addon_version", "core_version"}, nil),
+		clients:      prometheus.NewDesc("qnetd_connected_clients", "Open client connections, initialised or not.", nil, nil),
+		clusters:     prometheus.NewDesc("qnetd_clusters", "Clusters with at least one initialised node.", nil, nil),
+		nodes:        prometheus.NewDesc("qnetd_cluster_nodes", "Connected nodes per cluster.", []string{"cluster", "algorithm"}, nil),
+		votes:        prometheus.NewDesc("qnetd_cluster_votes", "Nodes per cluster by the last ACK/NACK vote sent to them.", []string{"cluster", "vote"}, nil),
+		decisions:    prometheus.NewDesc("qnetd_decisions_total", "Votes sent to nodes as VOTE_INFO.", nil, nil),
+		nackTimeouts: prometheus.NewDesc("qnetd_nack_timeouts_total", "Nodes dropped for not acknowledging a NACK.", nil, nil),
+		certRefused:  prometheus.NewDesc("qnetd_client_certificates_refused_total", "Clients whose certificate did not name their cluster.", nil, nil),
+		serverErrors: prometheus.NewDesc("qnetd_server_errors_total", "SERVER_ERROR replies sent.", nil, nil),
+	}
+}
+
+// Hooks returns the server hooks that feed the counters.
+func (m *Metrics) Hooks() server.Hooks {
+	return server.Hooks{
+		TLSHandshake: func(err error) {
+			if err != nil {
+				m.tlsHandshakes.WithLabelValues("failed").Inc()
+			} else {
+				m.tlsHandshakes.WithLabelValues("ok").Inc()
+			}
+		},
+		BadMessage: func(reason string) { m.badMessages.WithLabelValues(reason).Inc() },
+		DPDTimeout: func() { m.dpdTimeouts.Inc() },
+	}
+}
+
+func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
+	m.tlsHandshakes.Describe(ch)
+	m.dpdTimeouts.Describe(ch)
+	m.badMessages.Describe(ch)
+	for _, d := range []*prometheus.Desc{m.buildInfo, m.clients, m.clusters, m.nodes, m.votes, m.decisions, m.nackTimeouts, m.certRefused, m.serverErrors} {
+		ch <- d
+	}
+}
+
+func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
+	m.tlsHandshakes.Collect(ch)
+	m.dpdTimeouts.Collect(ch)
+	m.badMessages.Collect(ch)
+	ch <- prometheus.MustNewConstMetric(m.buildInfo, prometheus.GaugeValue, 1, version.AddOn, version.Core)
+	type clusterStat struct {
+		name, algo string
+		nodes      int
+		ack, nack  int
+	}
+	var stats engine.Stats
+	var nClients int
+	var cls []clusterStat
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	err := m.do(ctx, func(e *engine.Engine) {
+		stats, nClients = e.Stats(), e.NumClients()
+		for _, cl := range e.Clusters() {
+			cs := clusterStat{name: cl.Name, nodes: len(cl.Clients)}
+			for _, c := range cl.Clients {
+				cs.algo = c.Algorithm.String()
+				switch c.LastSentAckNack.String() {
+				case "ACK":
+					cs.ack++
+				case "NACK":
+					cs.nack++
+				}
+			}
+			cls = append(cls, cs)
+		}
+	})
+	if err != nil {
+		return // the health check reports a stuck engine; metrics stay partial
+	}
+	ch <- prometheus.MustNewConstMetric(m.clients, prometheus.GaugeValue, float64(nClients))
+	ch <- prometheus.MustNewConstMetric(m.clusters, prometheus.GaugeValue, float64(len(cls)))
+	for _, cs := range cls {
+		ch <- prometheus.MustNewConstMetric(m.nodes, prometheus.GaugeValue, float64(cs.nodes), cs.name, cs.algo)
+		ch <- prometheus.MustNewConstMetric(m.votes, prometheus.GaugeValue, float64(cs.ack), cs.name, "ACK")
+		ch <- prometheus.MustNewConstMetric(m.votes, prometheus.GaugeValue, float64(cs.nack), cs.name, "NACK")
+	}
+	ch <- prometheus.MustNewConstMetric(m.decisions, prometheus.CounterValue, float64(stats.Decisions))
+	ch <- prometheus.MustNewConstMetric(m.nackTimeouts, prometheus.CounterValue, float64(stats.NackTimeouts))
+	ch <- prometheus.MustNewConstMetric(m.certRefused, prometheus.CounterValue, float64(stats.CertRejected))
+	ch <- prometheus.MustNewConstMetric(m.serverErrors, prometheus.CounterValue, float64(stats.ServerErrors))
+}
