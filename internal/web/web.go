@@ -45,12 +45,14 @@ type Web struct {
 	mux       *http.ServeMux
 	reg       *prometheus.Registry
 	pkiLoaded atomic.Bool
+	qnetdAddr atomic.Value // string
 	metrics   *Metrics
 }
 
 // New builds the handlers.
 func New(cfg Config) *Web {
 	w := &Web{cfg: cfg, mux: http.NewServeMux(), reg: prometheus.NewRegistry()}
+	w.qnetdAddr.Store(cfg.QnetdAddr)
 	w.metrics = newMetrics(cfg.Do)
 	w.reg.MustRegister(w.metrics, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	w.mux.HandleFunc("GET /health", w.health)
@@ -60,6 +62,9 @@ func New(cfg Config) *Web {
 
 // Metrics returns the counters the server's hooks feed.
 func (w *Web) Metrics() *Metrics { return w.metrics }
+
+// SetQnetdAddr sets the listener address the health check dials.
+func (w *Web) SetQnetdAddr(addr string) { w.qnetdAddr.Store(addr) }
 
 // SetPKILoaded records that the certificate authority is in use.
 func (w *Web) SetPKILoaded(ok bool) { w.pkiLoaded.Store(ok) }
@@ -101,7 +106,7 @@ func (w *Web) health(rw http.ResponseWriter, r *http.Request) {
 			rep.Status, rep.Failed = "fail", check
 		}
 	}
-	if c, err := net.DialTimeout("tcp", dialable(w.cfg.QnetdAddr), 2*time.Second); err != nil {
+	if c, err := net.DialTimeout("tcp", dialable(w.qnetdAddr.Load().(string)), 2*time.Second); err != nil {
 		fail("listener", "qnetd port does not accept connections: "+err.Error())
 	} else {
 		c.Close()

@@ -234,6 +234,7 @@ func (c *conn) read() string {
 			}
 			continue
 		}
+		c.s.log.Trace().Str("addr", c.addr).Stringer("msg", m).Msg("message received")
 		if m.Type == wire.MsgPreinit && m.Has.Has(wire.OptClusterName) {
 			c.cluster = string(m.ClusterName)
 		}
