@@ -124,10 +124,14 @@ type Stats struct {
 	ServerErrors uint64
 }
 
-// Observer is told about votes as they are sent; used by status and tests.
-// It must not call back into the engine.
+// Observer is told about votes as they are sent and about ffsplit's
+// partition choices; status pages and tests use it. It runs in the engine
+// goroutine and must not call back into the engine.
 type Observer interface {
 	VoteSent(c *Client, v wire.Vote, reason string)
+	// Decided reports the partition an ffsplit cluster gave the vote to
+	// (nil: none) and why, in words.
+	Decided(cl *Cluster, winners []uint32, reason string)
 }
 
 // New creates an engine.

@@ -1,6 +1,9 @@
 package engine
 
 import (
+	"fmt"
+	"strings"
+
 	"github.com/qnetd-addon/qnetd/qnetd/wire"
 )
 
@@ -155,6 +158,15 @@ func ffDecide(e *Engine, trigger *Client, leaving bool, ring wire.RingID, cfg, m
 		if ffBetter(cl, &views[i], best) {
 			best = &views[i]
 		}
+	}
+	if e.observer != nil {
+		var winners []uint32
+		if best != nil {
+			for _, n := range best.mem {
+				winners = append(winners, n.NodeID)
+			}
+		}
+		e.observer.Decided(cl, winners, ffExplain(cl, views, best))
 	}
 	cl.QuoratePartition = nil
 	if best != nil {
@@ -330,4 +342,38 @@ func tieBreakerNode(tb wire.TieBreaker, cfg []wire.NodeInfo) (uint32, bool) {
 		}
 	}
 	return best, true
+}
+
+// ffExplain says in words why best won (or why nobody did), comparing it
+// with the first partition that is not best's, by the same rules as
+// ffBetter. It runs before QuoratePartition is replaced, as ffBetter did.
+func ffExplain(cl *Cluster, views []ffView, best *ffView) string {
+	if best == nil {
+		return "no partition has a majority of the configured nodes or wins the 50:50 tie"
+	}
+	n, m := len(best.cfg), len(best.mem)
+	if m*2 > n {
+		return fmt.Sprintf("has a majority: %d of %d configured nodes", m, n)
+	}
+	var other *ffView
+	for i := range views {
+		if !containsNode(best.mem, views[i].c.NodeID) {
+			other = &views[i]
+			break
+		}
+	}
+	s1, a1 := ffScore(cl, best)
+	s2, a2 := ffScore(cl, other)
+	switch {
+	case other == nil:
+		return fmt.Sprintf("50:50 split (%d of %d nodes); the other half has no node connected to qnetd", m, n)
+	case s1 != s2:
+		return fmt.Sprintf("50:50 split; better heuristics score (%d against %d)", s1, s2)
+	case a1 != a2:
+		return fmt.Sprintf("50:50 split; more nodes connected to qnetd (%d against %d)", a1, a2)
+	case cl.KAPInForce() && containsNode(cl.QuoratePartition, best.c.NodeID) && !containsNode(cl.QuoratePartition, other.c.NodeID):
+		return "50:50 split, equal scores; it already had the vote and keeps it (keep-active-partition tie-breaker)"
+	}
+	id, _ := tieBreakerNode(best.c.TieBreaker, best.cfg)
+	return fmt.Sprintf("50:50 split, equal scores; it holds the tie-breaker node %d (%s)", id, strings.ToLower(best.c.TieBreaker.String()))
 }
