@@ -40,6 +40,9 @@ type Config struct {
 	Log zerolog.Logger
 	// Hooks, optional: told about TLS handshakes and bad input (metrics).
 	Hooks Hooks
+	// Observer, optional: told about votes and decisions, in the engine
+	// goroutine (status page, history).
+	Observer engine.Observer
 }
 
 // Hooks observe server events; every field may be nil. They are called
@@ -97,6 +100,9 @@ func New(cfg Config) *Server {
 		done:     make(chan struct{}),
 		conns:    make(map[engine.ClientID]*conn),
 		loopDone: make(chan struct{}),
+	}
+	if cfg.Observer != nil {
+		s.eng.SetObserver(cfg.Observer)
 	}
 	go s.loop()
 	return s
