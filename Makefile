@@ -9,6 +9,7 @@ build:
 	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o bin/qnetd ./cmd/qnetd
 	ln -sf qnetd bin/corosync-qnetd
 	ln -sf qnetd bin/corosync-qnetd-certutil
+	ln -sf qnetd bin/corosync-qnetd-tool
 
 # Run qnetd in the foreground on 127.0.0.1:5403 with a local data dir.
 run: build

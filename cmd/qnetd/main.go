@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/qnetd-addon/qnetd/internal/addon"
+	"github.com/qnetd-addon/qnetd/internal/adminipc"
 	"github.com/qnetd-addon/qnetd/internal/bench"
 	"github.com/qnetd-addon/qnetd/internal/certutilcmd"
 	"github.com/qnetd-addon/qnetd/internal/qnetdcmd"
@@ -30,9 +32,11 @@ func environ() map[string]string {
 var tools = map[string]func(args []string) int{
 	"corosync-qnetd": func(args []string) int { return qnetdcmd.Main(args, environ(), os.Stdout, os.Stderr) },
 	"bench":          func(args []string) int { return bench.Main(args, os.Stdout, os.Stderr) },
+	"addon":          func(args []string) int { return addon.Main(args, environ(), os.Stdout, os.Stderr) },
 	"corosync-qnetd-certutil": func(args []string) int {
 		return certutilcmd.Main(args, environ(), os.Stdout, os.Stderr, time.Now)
 	},
+	"corosync-qnetd-tool": func(args []string) int { return adminipc.ToolMain(args, os.Stdout, os.Stderr) },
 }
 
 func main() {

@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 
+	"github.com/qnetd-addon/qnetd/internal/adminipc"
 	"github.com/qnetd-addon/qnetd/internal/getopt"
 	"github.com/qnetd-addon/qnetd/internal/pki"
 	"github.com/qnetd-addon/qnetd/internal/version"
@@ -212,6 +213,20 @@ func Main(args []string, environ map[string]string, stdout, stderr io.Writer) in
 		Bool("client_cert_required", cfg.Engine.ClientCertRequired).Int("max_clients", cfg.MaxClients).
 		Msg("corosync-qnetd started")
 
+	ipcShutdown := make(chan struct{})
+	ipc, err := adminipc.Listen(adminipc.Config{Path: s.LocalSocketFile, Umask: s.LocalSocketUmask, GID: s.LocalSocketGID,
+		Backlog: int(min(s.LocalSocketBacklog, 1<<30)), MaxClients: s.IPCMaxClients, MaxReceiveSize: s.IPCMaxReceiveSize,
+		MaxSendSize: s.IPCMaxSendSize, Do: srv.Do, Shutdown: func() { close(ipcShutdown) }, Log: log,
+		Info: adminipc.ServerInfo{Host: s.ListenAddr, Port: s.Port, ListenAddr: ln.Addr(), MaxClients: s.MaxClients,
+			MaxClientSendSize: s.MaxClientSendSize, MaxClientReceiveSize: s.MaxClientReceiveSize}})
+	if err != nil {
+		log.Error().Err(err).Str("local_socket_file", s.LocalSocketFile).Msg("cannot create the local IPC socket")
+		srv.Shutdown()
+		return 1
+	}
+	go func() { _ = ipc.Serve() }()
+	log.Info().Str("local_socket_file", s.LocalSocketFile).Msg("local IPC socket listening")
+
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sig)
@@ -220,12 +235,16 @@ func Main(args []string, environ map[string]string, stdout, stderr io.Writer) in
 	select {
 	case got := <-sig:
 		log.Info().Str("signal", got.String()).Msg("shutting down")
+	case <-ipcShutdown:
+		log.Info().Msg("shutting down (requested over local IPC)")
 	case err := <-served:
 		if err != nil {
+			ipc.Close()
 			log.Error().Err(err).Msg("server stopped")
 			return 1
 		}
 	}
+	ipc.Close()
 	srv.Shutdown()
 	return 0
 }

@@ -1,0 +1,296 @@
+package status
+
+import (
+	"bytes"
+	"context"
+	"embed"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/qnetd-addon/qnetd/internal/adminipc"
+	"github.com/qnetd-addon/qnetd/qnetd/engine"
+	"github.com/qnetd-addon/qnetd/qnetd/wire"
+)
+
+//go:embed assets
+var assets embed.FS
+
+// Pairing is what the page shows to pair a Proxmox cluster.
+type Pairing struct {
+	Enabled      bool     `json:"enabled"`
+	Host         string   `json:"host"`
+	Port         int      `json:"port"`
+	Command      string   `json:"command"`
+	Fingerprints []string `json:"fingerprints"`
+	SSHConfig    string   `json:"ssh_config,omitempty"`
+}
+
+// View is the page's JSON: everything it shows.
+type View struct {
+	Generated time.Time     `json:"generated"`
+	Server    ServerView    `json:"server"`
+	Clusters  []ClusterView `json:"clusters"`
+	History   []Event       `json:"history"`
+	Pairing   Pairing       `json:"pairing"`
+}
+
+// ServerView is the qnetd side.
+type ServerView struct {
+	Address          string `json:"address"`
+	TLS              string `json:"tls"`
+	ConnectedClients int    `json:"connected_clients"`
+}
+
+// ClusterView is one cluster.
+type ClusterView struct {
+	Name       string     `json:"name"`
+	Algorithm  string     `json:"algorithm"`
+	TieBreaker string     `json:"tie_breaker"`
+	KAP        bool       `json:"kap"`
+	HasVote    bool       `json:"has_vote"` // some node holds the qdevice vote
+	Nodes      []NodeView `json:"nodes"`
+}
+
+// NodeView is one node as qnetd sees it.
+type NodeView struct {
+	ID         uint32    `json:"id"`
+	Address    string    `json:"address"`
+	TLS        string    `json:"tls"`
+	Ring       string    `json:"ring"`
+	Membership []uint32  `json:"membership"`
+	Config     []uint32  `json:"config"`
+	Heuristics string    `json:"heuristics"`
+	Vote       string    `json:"vote"`
+	VoteSince  time.Time `json:"vote_since,omitzero"`
+}
+
+func ids(refs []adminipc.NodeRef) []uint32 {
+	out := make([]uint32, len(refs))
+	for i, r := range refs {
+		out[i] = r.NodeID
+	}
+	return out
+}
+
+// BuildView turns a snapshot into the page's view.
+func BuildView(s *adminipc.Snapshot, rec *Recorder, p Pairing, now time.Time) View {
+	v := View{Generated: now, Pairing: p, History: rec.History(), Clusters: []ClusterView{},
+		Server: ServerView{Address: fmt.Sprintf("%s:%d", s.Host, s.Port), TLS: s.TLS.String(), ConnectedClients: s.ConnectedClients}}
+	if s.TLS != wire.TLSUnsupported && s.ClientCertRequired {
+		v.Server.TLS += " (client certificate required)"
+	}
+	if v.History == nil {
+		v.History = []Event{}
+	}
+	for _, c := range s.Clusters {
+		cv := ClusterView{Name: c.Name, Algorithm: c.Algorithm.String(), TieBreaker: c.TieBreaker.String(), KAP: c.KAP}
+		for _, n := range c.Nodes {
+			nv := NodeView{ID: n.NodeID, Address: n.Address, Ring: n.Ring.String(), Membership: ids(n.MembershipNodes),
+				Config: ids(n.ConfigNodes), Heuristics: n.Heuristics.String(), Vote: voteWord(n)}
+			switch {
+			case n.CertVerified:
+				nv.TLS = "TLS, certificate verified"
+			case n.TLSActive:
+				nv.TLS = "TLS"
+			default:
+				nv.TLS = "plain"
+			}
+			if nv.Vote == "ACK" || nv.Vote == "NACK" {
+				nv.VoteSince = rec.VoteSince(c.Name, n.NodeID)
+			}
+			if nv.Vote == "ACK" {
+				cv.HasVote = true
+			}
+			cv.Nodes = append(cv.Nodes, nv)
+		}
+		v.Clusters = append(v.Clusters, cv)
+	}
+	return v
+}
+
+// voteWord is the vote the node holds: the last ACK/NACK, unless the last
+// answer told it to stop voting.
+func voteWord(n adminipc.NodeStatus) string {
+	switch n.LastSentVote {
+	case wire.VoteAskLater, wire.VoteWaitForReply:
+		return "waiting"
+	case wire.VoteUndefined:
+		return "none yet"
+	}
+	if n.LastSentAckNack == wire.VoteUndefined {
+		return "none yet"
+	}
+	return n.LastSentAckNack.String()
+}
+
+// Config wires the page to the daemon.
+type Config struct {
+	Do       func(context.Context, func(*engine.Engine)) error
+	Info     adminipc.ServerInfo
+	Recorder *Recorder
+	Pairing  func() Pairing
+	Now      func() time.Time
+	// Publish, optional, receives every new view (Home Assistant entities).
+	Publish func(View)
+}
+
+// Page serves the status page and keeps its view current.
+type Page struct {
+	cfg  Config
+	mu   sync.Mutex
+	cur  []byte // JSON of the current view
+	cmp  []byte // the same without the time it was generated
+	view View
+	subs map[chan []byte]struct{}
+}
+
+// New creates the page; Run keeps it current.
+func New(cfg Config) *Page {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Pairing == nil {
+		cfg.Pairing = func() Pairing { return Pairing{} }
+	}
+	return &Page{cfg: cfg, subs: map[chan []byte]struct{}{}}
+}
+
+// Refresh takes a new snapshot and pushes it to every listener if it
+// changed. It returns the current view.
+func (p *Page) Refresh(ctx context.Context) (View, error) {
+	snap, err := adminipc.Collect(ctx, p.cfg.Do, p.cfg.Info)
+	if err != nil {
+		return View{}, err
+	}
+	v := BuildView(snap, p.cfg.Recorder, p.cfg.Pairing(), p.cfg.Now())
+	// Compare without the timestamp, so an unchanged state is not pushed.
+	gen := v.Generated
+	v.Generated = time.Time{}
+	cmp, _ := json.Marshal(v)
+	v.Generated = gen
+	data, _ := json.Marshal(v)
+	p.mu.Lock()
+	changed := !bytes.Equal(p.cmp, cmp)
+	if changed {
+		p.cur, p.cmp, p.view = data, cmp, v
+		for ch := range p.subs {
+			select {
+			case ch <- data:
+			default: // a slow browser gets the next one
+			}
+		}
+	}
+	p.mu.Unlock()
+	if changed && p.cfg.Publish != nil {
+		p.cfg.Publish(v)
+	}
+	return v, nil
+}
+
+// Run refreshes on every engine event and every interval (connections
+// coming and going are not engine events) until ctx ends.
+func (p *Page) Run(ctx context.Context, interval time.Duration) {
+	wake, cancel := p.cfg.Recorder.Subscribe()
+	defer cancel()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		rctx, c := context.WithTimeout(ctx, 5*time.Second)
+		_, _ = p.Refresh(rctx)
+		c()
+		select {
+		case <-ctx.Done():
+			return
+		case <-wake:
+		case <-t.C:
+		}
+	}
+}
+
+// Register adds the page's handlers to mux. All links are relative, as
+// Home Assistant's ingress serves the page under a path of its own.
+func (p *Page) Register(handle func(pattern string, h http.Handler)) {
+	static, _ := fs.Sub(assets, "assets")
+	handle("GET /{$}", http.FileServerFS(static))
+	handle("GET /app.js", http.FileServerFS(static))
+	handle("GET /style.css", http.FileServerFS(static))
+	handle("GET /api/status", http.HandlerFunc(p.serveJSON))
+	handle("GET /api/events", http.HandlerFunc(p.serveEvents))
+}
+
+func (p *Page) current(ctx context.Context) []byte {
+	p.mu.Lock()
+	cur := p.cur
+	p.mu.Unlock()
+	if cur == nil {
+		if _, err := p.Refresh(ctx); err == nil {
+			p.mu.Lock()
+			cur = p.cur
+			p.mu.Unlock()
+		}
+	}
+	return cur
+}
+
+func (p *Page) serveJSON(w http.ResponseWriter, r *http.Request) {
+	cur := p.current(r.Context())
+	if cur == nil {
+		http.Error(w, "qnetd engine did not answer", http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(cur)
+}
+
+// serveEvents streams the view as server-sent events: the current one at
+// once, then every change.
+func (p *Page) serveEvents(w http.ResponseWriter, r *http.Request) {
+	fl, ok := w.(http.Flusher)
+	if !ok {
+		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Accel-Buffering", "no")
+	ch := make(chan []byte, 4)
+	p.mu.Lock()
+	p.subs[ch] = struct{}{}
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		delete(p.subs, ch)
+		p.mu.Unlock()
+	}()
+	send := func(data []byte) bool {
+		_, err := fmt.Fprintf(w, "event: status\ndata: %s\n\n", strings.ReplaceAll(string(data), "\n", ""))
+		fl.Flush()
+		return err == nil
+	}
+	if cur := p.current(r.Context()); cur != nil && !send(cur) {
+		return
+	}
+	keepalive := time.NewTicker(15 * time.Second)
+	defer keepalive.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case data := <-ch:
+			if !send(data) {
+				return
+			}
+		case <-keepalive.C:
+			if _, err := fmt.Fprint(w, ": keepalive\n\n"); err != nil {
+				return
+			}
+			fl.Flush()
+		}
+	}
+}
