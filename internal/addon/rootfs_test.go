@@ -3,6 +3,7 @@ package addon
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -115,6 +116,7 @@ func newSandbox(t *testing.T, options string) *sandbox {
 	data, err := os.ReadFile(binary(t))
 	require.NoError(t, err)
 	write("command/qnetd", string(data), 0o755)
+	require.NoError(t, os.Symlink("qnetd", filepath.Join(sb.root, "command/corosync-qnetd-tool")))
 	return sb
 }
 
@@ -191,6 +193,17 @@ func TestRootfsInitRunHealthAndStop(t *testing.T) {
 	}
 	require.Equal(t, http.StatusOK, code, "%s\n%s", body, log.String())
 	require.JSONEq(t, `{"status":"ok","checks":{"engine":"ok","listener":"ok","pki":"ok"}}`, body)
+
+	// Inside the container, the upstream tool name answers over the IPC socket.
+	out, err = sb.cmd("corosync-qnetd-tool", "-s", "-p", "/run/corosync-qnetd/corosync-qnetd.sock").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Contains(t, string(out), "TLS:\t\t\t\tSupported (client certificate required)\n")
+	// The status page is served on the ingress port.
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", sb.ingressPort))
+	require.NoError(t, err)
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Contains(t, string(page), "<title>QNetd status</title>")
 
 	// s6 signals the service's run process, which exec'd into the daemon:
 	// the one child of bwrap.

@@ -18,8 +18,10 @@ import (
 	"github.com/caarlos0/env/v11"
 	"github.com/rs/zerolog"
 
+	"github.com/qnetd-addon/qnetd/internal/adminipc"
 	"github.com/qnetd-addon/qnetd/internal/pki"
 	"github.com/qnetd-addon/qnetd/internal/qnetdcmd"
+	"github.com/qnetd-addon/qnetd/internal/status"
 	"github.com/qnetd-addon/qnetd/internal/version"
 	"github.com/qnetd-addon/qnetd/internal/web"
 	"github.com/qnetd-addon/qnetd/qnetd/engine"
@@ -39,6 +41,9 @@ type Paths struct {
 	// NSSLink is upstream's certificate path, linked to the data dir so
 	// that tools run inside the container find the files there.
 	NSSLink string `env:"QNETD_ADDON_NSS_LINK" envDefault:"/etc/corosync/qnetd/nssdb"`
+	// SupervisorToken and SupervisorAPI reach Home Assistant's API.
+	SupervisorToken string `env:"SUPERVISOR_TOKEN"`
+	SupervisorAPI   string `env:"QNETD_ADDON_HA_API" envDefault:"http://supervisor/core/api"`
 }
 
 // PKIDir is the certificate directory in the data dir.
@@ -266,16 +271,33 @@ func Run(ctx context.Context, p Paths, o Options, log zerolog.Logger) error {
 	// The web side needs the server (to read the engine) and the server
 	// needs the web side's metric hooks: the closure breaks the cycle.
 	var srv *server.Server
-	w := web.New(web.Config{Do: func(ctx context.Context, fn func(*engine.Engine)) error { return srv.Do(ctx, fn) },
-		PKIRequired: o.TLSEnabled, Log: log})
+	do := func(ctx context.Context, fn func(*engine.Engine)) error { return srv.Do(ctx, fn) }
+	w := web.New(web.Config{Do: do, PKIRequired: o.TLSEnabled, Log: log})
 	w.SetPKILoaded(authority != nil)
-	cfg.Hooks = w.Metrics().Hooks()
+	rec := status.NewRecorder(time.Now, time.Hour)
+	cfg.Hooks, cfg.Observer = w.Metrics().Hooks(), rec
 	srv = server.New(cfg)
 	ln, err := srv.Listen()
 	if err != nil {
 		return err
 	}
 	w.SetQnetdAddr(ln.Addr().String())
+	info := adminipc.ServerInfo{Port: o.Port, ListenAddr: ln.Addr()}
+
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	ipc, err := adminipc.Listen(adminipc.Config{Path: filepath.Join(p.RunDir, "corosync-qnetd.sock"), Do: do, Info: info,
+		Shutdown: stop, Log: log})
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("local IPC socket: %w", err)
+	}
+	defer ipc.Close()
+
+	page := status.New(status.Config{Do: do, Info: info, Recorder: rec, Pairing: func() status.Pairing { return pairingInfo(o) },
+		Publish: homeAssistant(p, log)})
+	page.Register(w.Handle)
+
 	wln, err := net.Listen("tcp", p.IngressAddr)
 	if err != nil {
 		ln.Close()
@@ -286,6 +308,8 @@ func Run(ctx context.Context, p Paths, o Options, log zerolog.Logger) error {
 	}
 	hs := &http.Server{Handler: w, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = hs.Serve(wln) }()
+	go func() { _ = ipc.Serve() }()
+	go page.Run(ctx, 2*time.Second)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	log.Info().Str("addr", ln.Addr().String()).Str("status_page", wln.Addr().String()).Msg("corosync-qnetd started")
@@ -302,6 +326,47 @@ func Run(ctx context.Context, p Paths, o Options, log zerolog.Logger) error {
 	_ = hs.Shutdown(sctx)
 	srv.Shutdown()
 	return nil
+}
+
+// homeAssistant publishes entities when the Supervisor gave us a token
+// (config.yaml: homeassistant_api: true); nil otherwise.
+func homeAssistant(p Paths, log zerolog.Logger) func(status.View) {
+	if p.SupervisorToken == "" {
+		return nil
+	}
+	ha := &status.HomeAssistant{BaseURL: p.SupervisorAPI, Token: p.SupervisorToken, Log: log,
+		Client: &http.Client{Timeout: 10 * time.Second}}
+	return ha.Publish
+}
+
+// pairingInfo is what the status page shows for pairing a cluster.
+func pairingInfo(o Options) status.Pairing {
+	host := hostAddress()
+	pi := status.Pairing{Enabled: o.PairingEnabled, Host: host, Port: o.PairingPort,
+		Command: "pvecm qdevice setup " + host}
+	if o.PairingPort != 22 {
+		pi.SSHConfig = fmt.Sprintf("Host %s\n    Port %d\n", host, o.PairingPort)
+	}
+	return pi
+}
+
+// hostAddress guesses the address the cluster nodes reach this machine
+// at: the first global unicast IPv4 address not on a container bridge.
+func hostAddress() string {
+	addrs, err := net.InterfaceAddrs()
+	if err == nil {
+		for _, a := range addrs {
+			ipn, ok := a.(*net.IPNet)
+			if !ok || ipn.IP.To4() == nil || !ipn.IP.IsGlobalUnicast() {
+				continue
+			}
+			if ip4 := ipn.IP.To4(); ip4[0] == 172 && ip4[1] >= 16 && ip4[1] <= 31 {
+				continue // Docker and the Supervisor's hassio bridge
+			}
+			return ipn.IP.String()
+		}
+	}
+	return "<home-assistant-ip>"
 }
 
 // healthcheck is the Docker HEALTHCHECK: GET /health on the ingress port.
