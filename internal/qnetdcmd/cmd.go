@@ -190,6 +190,10 @@ func Main(args []string, environ map[string]string, stdout, stderr io.Writer) in
 		}
 		cfg.TLS = a.TLSConfig(s.ClientCert)
 	}
+	// Signals are taken from here on: a SIGTERM during start-up is a clean stop.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sig)
 	unlock, err := lockPIDFile(s.LockFile)
 	if err != nil {
 		log.Error().Err(err).Str("lock_file", s.LockFile).Msg("cannot take the lock file")
@@ -227,9 +231,6 @@ func Main(args []string, environ map[string]string, stdout, stderr io.Writer) in
 	go func() { _ = ipc.Serve() }()
 	log.Info().Str("local_socket_file", s.LocalSocketFile).Msg("local IPC socket listening")
 
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	defer signal.Stop(sig)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	select {

@@ -1,15 +1,23 @@
 package qnetdcmd
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/qnetd-addon/qnetd/qnetd/client"
 	"github.com/qnetd-addon/qnetd/qnetd/wire"
 )
 
@@ -105,4 +113,60 @@ func TestSecondInstanceRefused(t *testing.T) {
 	out, err := cmd.Output()
 	require.NoError(t, err)
 	require.Contains(t, string(out), "another instance is running (lock held on "+path+")")
+}
+
+// TestSIGTERMClosesClientsAndExits0 runs the daemon in-process, connects a
+// client and sends the process SIGTERM (which Main takes over).
+func TestSIGTERMClosesClientsAndExits0(t *testing.T) {
+	dir := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	pr, pw := io.Pipe()
+	exit := make(chan int, 1)
+	go func() {
+		code := Main([]string{"-f", "-s", "off", "-l", "127.0.0.1", "-p", strconv.Itoa(port),
+			"-S", "lock_file=" + filepath.Join(dir, "pid") + ",local_socket_file=" + filepath.Join(dir, "sock")}, nil, io.Discard, pw)
+		pw.Close()
+		exit <- code
+	}()
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "local IPC socket listening") {
+				close(ready)
+				break
+			}
+		}
+		_, _ = io.Copy(io.Discard, pr)
+	}()
+	select {
+	case <-ready:
+	case code := <-exit:
+		t.Fatalf("exited with %d", code)
+	case <-time.After(10 * time.Second):
+		t.Fatal("daemon did not start")
+	}
+	c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	require.NoError(t, err)
+	defer c.Close()
+	n := client.NewNode(client.Settings{Cluster: "c"})
+	_, err = c.Write(n.Preinit().Append(nil))
+	require.NoError(t, err)
+	m, _, err := client.ReadMsg(c)
+	require.NoError(t, err)
+	require.Equal(t, wire.MsgPreinitReply, m.Type)
+
+	require.NoError(t, syscall.Kill(os.Getpid(), syscall.SIGTERM))
+	select {
+	case code := <-exit:
+		require.Equal(t, 0, code)
+	case <-time.After(10 * time.Second):
+		t.Fatal("no exit after SIGTERM")
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, _, err = client.ReadMsg(c)
+	require.ErrorIs(t, err, io.EOF, "the client's connection is closed")
 }
