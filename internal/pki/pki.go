@@ -193,29 +193,38 @@ func (a *Authority) save(serial int) error {
 	return a.export()
 }
 
-func parseBundle(dir string, data []byte) (*Authority, error) {
+// parsePEM returns the private keys and certificates in PEM data (other
+// blocks, and text around them, are skipped).
+func parsePEM(data []byte) ([]crypto.Signer, []*x509.Certificate, error) {
 	var keys []crypto.Signer
 	var certs []*x509.Certificate
 	for rest := data; ; {
 		var blk *pem.Block
 		blk, rest = pem.Decode(rest)
 		if blk == nil {
-			break
+			return keys, certs, nil
 		}
-		switch blk.Type {
-		case "PRIVATE KEY", "EC PRIVATE KEY", "RSA PRIVATE KEY":
+		switch {
+		case strings.HasSuffix(blk.Type, "PRIVATE KEY"):
 			k, err := parseKey(blk)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			keys = append(keys, k)
-		case "CERTIFICATE":
+		case blk.Type == "CERTIFICATE":
 			c, err := x509.ParseCertificate(blk.Bytes)
 			if err != nil {
-				return nil, fmt.Errorf("parse certificate: %w", err)
+				return nil, nil, fmt.Errorf("parse certificate: %w", err)
 			}
 			certs = append(certs, c)
 		}
+	}
+}
+
+func parseBundle(dir string, data []byte) (*Authority, error) {
+	keys, certs, err := parsePEM(data)
+	if err != nil {
+		return nil, err
 	}
 	a := &Authority{Dir: dir}
 	for _, c := range certs {

@@ -1,7 +1,6 @@
 package pki
 
 import (
-	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -110,27 +109,9 @@ func (a *Authority) Sign(csr *x509.CertificateRequest, cluster string, now time.
 // continue above every serial seen and above minSerial (upstream's
 // serial.txt), plus a margin for certificates the old database issued.
 func Import(dir string, pemData []byte, minSerial int, now time.Time) (*Authority, error) {
-	var keys []crypto.Signer
-	var certs []*x509.Certificate
-	for rest := pemData; ; {
-		var blk *pem.Block
-		blk, rest = pem.Decode(rest)
-		if blk == nil {
-			break
-		}
-		if strings.HasSuffix(blk.Type, "PRIVATE KEY") {
-			k, err := parseKey(blk)
-			if err != nil {
-				return nil, err
-			}
-			keys = append(keys, k)
-		} else if blk.Type == "CERTIFICATE" {
-			c, err := x509.ParseCertificate(blk.Bytes)
-			if err != nil {
-				return nil, fmt.Errorf("parse certificate: %w", err)
-			}
-			certs = append(certs, c)
-		}
+	keys, certs, err := parsePEM(pemData)
+	if err != nil {
+		return nil, err
 	}
 	a := &Authority{Dir: dir}
 	for _, c := range certs {

@@ -13,12 +13,10 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
 	"github.com/qnetd-addon/qnetd/internal/adminipc"
 	"github.com/qnetd-addon/qnetd/qnetd/client"
-	"github.com/qnetd-addon/qnetd/qnetd/server"
 	"github.com/qnetd-addon/qnetd/qnetd/wire"
 )
 
@@ -44,14 +42,7 @@ func TestBrowserSeesSplitLive(t *testing.T) {
 		t.Skip("chromium is not installed (make test installs it)")
 	}
 	rec := NewRecorder(time.Now, time.Hour)
-	cfg := server.DefaultConfig()
-	cfg.Host, cfg.Port, cfg.Log, cfg.Observer = "127.0.0.1", 0, zerolog.Nop(), rec
-	cfg.Engine.TLS = wire.TLSUnsupported
-	srv := server.New(cfg)
-	ln, err := srv.Listen()
-	require.NoError(t, err)
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(srv.Shutdown)
+	srv, ln := startServer(t, rec)
 	info := adminipc.ServerInfo{Host: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port, ListenAddr: ln.Addr()}
 	page := New(Config{Do: srv.Do, Info: info, Recorder: rec, Pairing: func() Pairing {
 		return Pairing{Enabled: true, Host: "192.168.1.20", Port: 22, Command: "pvecm qdevice setup 192.168.1.20",

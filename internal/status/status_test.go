@@ -118,12 +118,9 @@ func node(cluster string, id uint32) *client.Node {
 		TieBreaker: wire.TieBreaker{Mode: wire.TieBreakerLowest}, Heartbeat: 8000, KAP: true})
 }
 
-// TestSplitAndHealEverywhere drives a 2-node cluster through a split and a
-// heal with the protocol client and checks, at each step, the
-// corosync-qnetd-tool output, the page's JSON and event stream, and the
-// Home Assistant entity updates.
-func TestSplitAndHealEverywhere(t *testing.T) {
-	rec := NewRecorder(time.Now, time.Hour)
+// startServer runs a qnetd (TLS off) on loopback that tells rec its votes.
+func startServer(t *testing.T, rec *Recorder) (*server.Server, net.Listener) {
+	t.Helper()
 	cfg := server.DefaultConfig()
 	cfg.Host, cfg.Port, cfg.Log, cfg.Observer = "127.0.0.1", 0, zerolog.Nop(), rec
 	cfg.Engine.TLS = wire.TLSUnsupported
@@ -132,6 +129,16 @@ func TestSplitAndHealEverywhere(t *testing.T) {
 	require.NoError(t, err)
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(srv.Shutdown)
+	return srv, ln
+}
+
+// TestSplitAndHealEverywhere drives a 2-node cluster through a split and a
+// heal with the protocol client and checks, at each step, the
+// corosync-qnetd-tool output, the page's JSON and event stream, and the
+// Home Assistant entity updates.
+func TestSplitAndHealEverywhere(t *testing.T) {
+	rec := NewRecorder(time.Now, time.Hour)
+	srv, ln := startServer(t, rec)
 
 	sup := &supervisor{}
 	supHTTP := httptest.NewServer(sup)
@@ -183,7 +190,7 @@ func TestSplitAndHealEverywhere(t *testing.T) {
 	require.Equal(t, "QNetd pve connected nodes", st.Attributes["friendly_name"])
 
 	// The link between the nodes breaks: node 1 (lowest id) keeps the vote.
-	_, err = conns[1].Call(conns[1].Node.Membership(wire.RingID{NodeID: 1, Seq: 8}, []wire.NodeInfo{{NodeID: 1}}, wire.HeuristicsUndefined))
+	_, err := conns[1].Call(conns[1].Node.Membership(wire.RingID{NodeID: 1, Seq: 8}, []wire.NodeInfo{{NodeID: 1}}, wire.HeuristicsUndefined))
 	require.NoError(t, err)
 	_, err = conns[2].Call(conns[2].Node.Membership(wire.RingID{NodeID: 2, Seq: 8}, []wire.NodeInfo{{NodeID: 2}}, wire.HeuristicsUndefined))
 	require.NoError(t, err)
