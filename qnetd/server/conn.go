@@ -201,12 +201,12 @@ func (c *conn) read() string {
 			code := wire.ErrMessageTooLong
 			if !t.Known() {
 				code = wire.ErrUnsupportedMessage
-				if n == 0 {
-					code = wire.ErrNoError // upstream quirk, see protocol notes fact 7
-				}
 			}
 			if c.s.cfg.Hooks.BadMessage != nil {
 				c.s.cfg.Hooks.BadMessage(code.String())
+			}
+			if !t.Known() && n == 0 {
+				code = wire.ErrNoError // upstream quirk, see protocol notes fact 7
 			}
 			if _, err := io.CopyN(io.Discard, c.br, int64(n)); err != nil {
 				return c.readErr(err)
