@@ -2,6 +2,8 @@ package addon
 
 import (
 	"encoding/json"
+	"image"
+	_ "image/png"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -164,4 +166,19 @@ func TestChangelogTopHeadingIsTheVersion(t *testing.T) {
 	require.NoError(t, err)
 	first := strings.SplitN(string(cl), "\n", 2)[0]
 	require.Equal(t, "# "+cfg["version"].(string), first)
+}
+
+func TestIconAndLogo(t *testing.T) {
+	for name, size := range map[string]int{"icon.png": 128, "logo.png": 0} {
+		f, err := os.Open(filepath.Join(repo, name))
+		require.NoError(t, err)
+		cfg, format, err := image.DecodeConfig(f)
+		f.Close()
+		require.NoError(t, err, name)
+		require.Equal(t, "png", format, name)
+		if size > 0 {
+			require.Equal(t, size, cfg.Width, name)
+			require.Equal(t, size, cfg.Height, name)
+		}
+	}
 }
