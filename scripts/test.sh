@@ -15,7 +15,7 @@ top=$PWD
 
 SAFETY_SEQUENCES=${SAFETY_SEQUENCES:-1000000}
 REALPEER=${REALPEER:-1}
-REALPEER_TLS_MODES=${REALPEER_TLS_MODES:-off}
+REALPEER_TLS_MODES=${REALPEER_TLS_MODES:-off on required}
 REALPEER_DIR=${REALPEER_DIR:-$top/test/realpeer}
 OUT=${TEST_OUT:-$top/.test-out}
 mkdir -p "$OUT"
@@ -64,10 +64,11 @@ if [ "$REALPEER" = 1 ]; then
     step "real peers: Debian corosync-qnetd, tls modes: $REALPEER_TLS_MODES"
     env "${rig_env[@]}" "$REALPEER_DIR/scenarios.sh" --tls-modes "$REALPEER_TLS_MODES" \
         --results "$OUT/realpeer-upstream.tsv" | tee "$OUT/realpeer-upstream.txt" || true
-    step "real peers: ours, tls modes: $REALPEER_TLS_MODES"
+    step "real peers: ours (and our certutil), tls modes: $REALPEER_TLS_MODES"
     env "${rig_env[@]}" "$REALPEER_DIR/scenarios.sh" --tls-modes "$REALPEER_TLS_MODES" \
         --results "$OUT/realpeer-ours.tsv" \
-        --qnetd-cmd "$top/bin/qnetd corosync-qnetd -f -d -l {ADDR} -p {PORT} -s {TLS} $ipc" \
+        --qnetd-certutil "$top/bin/qnetd corosync-qnetd-certutil" \
+        --qnetd-cmd "$top/bin/qnetd corosync-qnetd -f -d -l {ADDR} -p {PORT} -s {TLS} $ipc,nss_db_dir={CERTDIR}" \
         | tee "$OUT/realpeer-ours.txt" || true
     step "real peers: ours vs upstream"
     go run ./scripts/realpeercmp "$OUT/realpeer-upstream.tsv" "$OUT/realpeer-ours.tsv"
