@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/qnetd-addon/qnetd/internal/adminipc"
+	"github.com/qnetd-addon/qnetd/internal/pairing"
 	"github.com/qnetd-addon/qnetd/internal/pki"
 	"github.com/qnetd-addon/qnetd/internal/qnetdcmd"
 	"github.com/qnetd-addon/qnetd/internal/status"
@@ -143,6 +144,14 @@ func Init(p Paths, o Options, log zerolog.Logger) error {
 			return fmt.Errorf("create certificate authority: %w", err)
 		}
 		log.Info().Str("dir", p.PKIDir()).Msg("created a new certificate authority")
+	}
+	if o.PairingEnabled {
+		// Host keys are made once, here, so that the daemon's user owns them.
+		pair, err := pairing.New(pairing.Config{DataDir: p.Data, PKIDir: p.PKIDir(), Log: log})
+		if err != nil {
+			return fmt.Errorf("pairing endpoint: %w", err)
+		}
+		pair.Close()
 	}
 	if err := linkNSS(p); err != nil {
 		log.Warn().Err(err).Str("path", p.NSSLink).Msg("cannot link upstream's certificate path to the data dir")
@@ -294,7 +303,28 @@ func Run(ctx context.Context, p Paths, o Options, log zerolog.Logger) error {
 	}
 	defer ipc.Close()
 
-	page := status.New(status.Config{Do: do, Info: info, Recorder: rec, Pairing: func() status.Pairing { return pairingInfo(o) },
+	host := hostAddress()
+	var pair *pairing.Server
+	var pln net.Listener
+	if o.PairingEnabled {
+		sock := filepath.Join(p.RunDir, "corosync-qnetd.sock")
+		pair, err = pairing.New(pairing.Config{DataDir: p.Data, PKIDir: p.PKIDir(), Password: o.PairingPassword,
+			AuthorizedKeys: o.AuthorizedKeys, PublicHost: host, Log: log,
+			Tool: func(args []string, stdout, stderr io.Writer) int {
+				return adminipc.ToolMain(append([]string{"-p", sock}, args...), stdout, stderr)
+			}})
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("pairing endpoint: %w", err)
+		}
+		// Bound now, while still root: port 22 is below 1024.
+		if pln, err = net.Listen("tcp", fmt.Sprintf(":%d", o.PairingPort)); err != nil {
+			ln.Close()
+			return fmt.Errorf("pairing endpoint on port %d (option pairing_port; another SSH server may use it, see DOCS.md): %w", o.PairingPort, err)
+		}
+		defer pair.Close()
+	}
+	page := status.New(status.Config{Do: do, Info: info, Recorder: rec, Pairing: func() status.Pairing { return pairingInfo(o, host, pair) },
 		Publish: homeAssistant(p, log)})
 	page.Register(w.Handle)
 
@@ -309,6 +339,9 @@ func Run(ctx context.Context, p Paths, o Options, log zerolog.Logger) error {
 	hs := &http.Server{Handler: w, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = hs.Serve(wln) }()
 	go func() { _ = ipc.Serve() }()
+	if pair != nil {
+		go func() { _ = pair.Serve(pln) }()
+	}
 	go page.Run(ctx, 2*time.Second)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
@@ -340,12 +373,14 @@ func homeAssistant(p Paths, log zerolog.Logger) func(status.View) {
 }
 
 // pairingInfo is what the status page shows for pairing a cluster.
-func pairingInfo(o Options) status.Pairing {
-	host := hostAddress()
-	pi := status.Pairing{Enabled: o.PairingEnabled, Host: host, Port: o.PairingPort,
-		Command: "pvecm qdevice setup " + host}
+func pairingInfo(o Options, host string, pair *pairing.Server) status.Pairing {
+	pi := status.Pairing{Enabled: pair != nil, Host: host, Port: o.PairingPort,
+		Command: "pvecm qdevice setup " + host, Fingerprints: []string{}}
+	if pair != nil {
+		pi.Fingerprints = pair.HostKeyFingerprints()
+	}
 	if o.PairingPort != 22 {
-		pi.SSHConfig = fmt.Sprintf("Host %s\n    Port %d\n", host, o.PairingPort)
+		pi.SSHConfig = pairing.SSHConfigStanza(host, o.PairingPort)
 	}
 	return pi
 }

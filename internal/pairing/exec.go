@@ -1,0 +1,388 @@
+package pairing
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/pkg/sftp"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/qnetd-addon/qnetd/internal/certutilcmd"
+	"github.com/qnetd-addon/qnetd/internal/getopt"
+)
+
+// ExitRefused is the exit status of a refused command (a shell's "command
+// not found").
+const ExitRefused = 127
+
+const allowedHelp = "this SSH endpoint only pairs corosync qdevices (pvecm qdevice setup): it runs " +
+	"corosync-qnetd-certutil -i, corosync-qnetd-certutil -s -c /tmp/FILE -n CLUSTER, corosync-qnetd-tool -s|-l [-v] [-c CLUSTER], " +
+	"ssh-copy-id's key installation, and scp/sftp of " + NSSDBPath + "/qnetd-cacert.crt, " + NSSDBPath + "/cluster-*.crt and files in " + TmpPath
+
+// session is one logged-in connection's view.
+type session struct {
+	s            *Server
+	ip           string
+	passwordOnly bool // logged in with the password: may only install a key
+}
+
+// serve answers one session channel's requests: one exec or sftp
+// subsystem; a shell gets the refusal message; pty, env, X11 and agent
+// forwarding are refused.
+func (ss *session) serve(ch ssh.Channel, reqs <-chan *ssh.Request) {
+	var once sync.Once
+	started := false
+	start := func(run func() int) {
+		started = true
+		once.Do(func() {
+			go func() { exitStatus(ch, run()) }()
+		})
+	}
+	defer func() {
+		if !started {
+			ch.Close()
+		}
+	}()
+	log := ss.s.log
+	for r := range reqs {
+		ok := false
+		switch r.Type {
+		case "exec":
+			var p struct{ Command string }
+			if started || ssh.Unmarshal(r.Payload, &p) != nil {
+				break
+			}
+			ok = true
+			_ = r.Reply(true, nil)
+			start(func() int { return ss.exec(ch, p.Command) })
+			continue
+		case "subsystem":
+			var p struct{ Name string }
+			if started || ssh.Unmarshal(r.Payload, &p) != nil {
+				break
+			}
+			if p.Name != "sftp" || ss.passwordOnly {
+				log.Warn().Str("addr", ss.ip).Str("subsystem", p.Name).Bool("password_login", ss.passwordOnly).
+					Msgf("pairing: refused subsystem %q from %s", p.Name, ss.ip)
+				break
+			}
+			ok = true
+			_ = r.Reply(true, nil)
+			start(func() int { return ss.sftp(ch) })
+			continue
+		case "shell":
+			if started {
+				break
+			}
+			ok = true
+			_ = r.Reply(true, nil)
+			log.Warn().Str("addr", ss.ip).Msgf("pairing: refused shell from %s", ss.ip)
+			start(func() int {
+				fmt.Fprintf(ch.Stderr(), "qnetd pairing: no shell: %s.\r\n", allowedHelp)
+				return ExitRefused
+			})
+			continue
+		case "pty-req":
+			log.Warn().Str("addr", ss.ip).Msgf("pairing: refused pty from %s", ss.ip)
+		case "x11-req":
+			log.Warn().Str("addr", ss.ip).Msgf("pairing: refused X11 forwarding from %s", ss.ip)
+		case "auth-agent-req@openssh.com":
+			log.Warn().Str("addr", ss.ip).Msgf("pairing: refused agent forwarding from %s", ss.ip)
+		case "env":
+			var p struct{ Name, Value string }
+			_ = ssh.Unmarshal(r.Payload, &p)
+			log.Debug().Str("addr", ss.ip).Str("name", p.Name).Msg("pairing: environment variable ignored")
+		}
+		if r.WantReply {
+			_ = r.Reply(ok, nil)
+		}
+	}
+}
+
+// clip shortens a client string for the log.
+func clip(s string) string {
+	if len(s) > 200 {
+		return s[:200] + "..."
+	}
+	return s
+}
+
+// exec runs one command line and returns its exit status.
+func (ss *session) exec(ch ssh.Channel, cmd string) int {
+	stderr := ch.Stderr()
+	line := strings.TrimSpace(cmd)
+	ss.s.log.Debug().Str("addr", ss.ip).Str("command", clip(cmd)).Msg("pairing: command")
+	if isKeyInstall(line) {
+		return ss.installKeys(ch)
+	}
+	words, err := splitWords(line)
+	if err != nil || len(words) == 0 {
+		return ss.refuse(stderr, cmd)
+	}
+	name := commandName(words[0])
+	if ss.passwordOnly && name != "exit" {
+		fmt.Fprintf(stderr, "qnetd pairing: a password login can only install an SSH key (ssh-copy-id); log in with that key to run %s\n", clip(words[0]))
+		ss.s.log.Warn().Str("addr", ss.ip).Str("command", clip(cmd)).
+			Msgf("pairing: refused %q from %s: password logins can only install a key", clip(cmd), ss.ip)
+		return ExitRefused
+	}
+	switch name {
+	case "exit":
+		if len(words) == 1 {
+			ss.s.log.Debug().Str("addr", ss.ip).Msg("pairing: key test (ssh-copy-id): key already installed")
+			return 0
+		}
+	case "corosync-qnetd-certutil":
+		return ss.certutil(ch, words[1:])
+	case "corosync-qnetd-tool":
+		return ss.tool(ch, words[1:])
+	case "scp":
+		return ss.scp(ch, words[1:])
+	}
+	return ss.refuse(stderr, cmd)
+}
+
+func (ss *session) refuse(stderr io.Writer, cmd string) int {
+	fmt.Fprintf(stderr, "qnetd pairing: command not allowed: %q\n%s.\n", clip(cmd), allowedHelp)
+	ss.s.log.Warn().Str("addr", ss.ip).Str("command", clip(cmd)).Msgf("pairing: refused command %q from %s", clip(cmd), ss.ip)
+	return ExitRefused
+}
+
+// commandName strips the usual binary directories from a command word.
+func commandName(w string) string {
+	switch path.Dir(w) {
+	case ".", "/usr/bin", "/usr/sbin", "/bin", "/sbin", "/usr/local/bin", "/usr/local/sbin":
+		if path.Dir(w) == "." && strings.Contains(w, "/") {
+			return w
+		}
+		return path.Base(w)
+	}
+	return w
+}
+
+// isKeyInstall recognises ssh-copy-id's key installation by its shape:
+//
+//	exec sh -c 'cd; umask 077; ... mkdir -p ... && { [ -z `tail -1c ...authorized_keys...` ] || echo >> ... ; } && cat >> "...authorized_keys" || exit 1; if type restorecon ...'
+//
+// (OpenSSH 8.4 to 10 differ in the details). Whatever the script says, we
+// only ever append validated public keys read from stdin to our store.
+func isKeyInstall(cmd string) bool {
+	return strings.HasPrefix(cmd, "exec sh -c '") && strings.HasSuffix(cmd, "'") &&
+		strings.Contains(cmd, "cat >>") && strings.Contains(cmd, "authorized_keys")
+}
+
+func (ss *session) installKeys(ch ssh.Channel) int {
+	stderr := ch.Stderr()
+	data, err := io.ReadAll(io.LimitReader(ch, maxKeyInput+1))
+	if err != nil {
+		fmt.Fprintf(stderr, "qnetd pairing: cannot read the keys: %v\n", err)
+		return 1
+	}
+	if len(data) > maxKeyInput {
+		fmt.Fprintf(stderr, "qnetd pairing: more than %d bytes of keys: refused\n", maxKeyInput)
+		ss.s.log.Warn().Str("addr", ss.ip).Msgf("pairing: key installation by %s refused: more than %d bytes", ss.ip, maxKeyInput)
+		return 1
+	}
+	added, present, err := ss.s.keys.install(data)
+	if err != nil {
+		fmt.Fprintf(stderr, "qnetd pairing: keys not installed: %v\n", err)
+		ss.s.log.Warn().Str("addr", ss.ip).Err(err).Msgf("pairing: key installation by %s refused: %v", ss.ip, err)
+		return 1
+	}
+	for _, a := range added {
+		ss.s.log.Info().Str("addr", ss.ip).Str("key", ssh.FingerprintSHA256(a.key)).Str("comment", a.comment).
+			Msgf("pairing: SSH key %s %s (%s) installed by %s (ssh-copy-id)", a.key.Type(), ssh.FingerprintSHA256(a.key), nonEmpty(sanitizeComment(a.comment), "no comment"), ss.ip)
+	}
+	for _, a := range present {
+		ss.s.log.Info().Str("addr", ss.ip).Str("key", ssh.FingerprintSHA256(a.key)).
+			Msgf("pairing: SSH key %s sent by %s is installed already", ssh.FingerprintSHA256(a.key), ss.ip)
+	}
+	return 0
+}
+
+// certutil runs corosync-qnetd-certutil in-process on PKIDir: -i, -s -c
+// /tmp/FILE -n CLUSTER, -h. -d and -I, and requests outside /tmp, are
+// refused.
+func (ss *session) certutil(ch ssh.Channel, args []string) int {
+	stderr := ch.Stderr()
+	const prog = "corosync-qnetd-certutil"
+	opts, operands, err := getopt.Parse(args, "Ghisc:n:d:I:")
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", prog, err)
+		return 1
+	}
+	if len(operands) > 0 {
+		fmt.Fprintf(stderr, "%s: unexpected argument %q\n", prog, clip(operands[0]))
+		return 1
+	}
+	var op, csr, cluster string
+	margs := []string{}
+	for _, o := range opts {
+		switch o.Name {
+		case 'd', 'I':
+			fmt.Fprintf(stderr, "%s: option -%c is not available over SSH: the pairing endpoint works on %s only\n", prog, o.Name, NSSDBPath)
+			ss.s.log.Warn().Str("addr", ss.ip).Strs("args", args).Msgf("pairing: refused corosync-qnetd-certutil -%c from %s", o.Name, ss.ip)
+			return ExitRefused
+		case 'c':
+			csr = o.Arg
+			n, err := ss.s.resolve(o.Arg)
+			if !path.IsAbs(o.Arg) || err != nil || n.kind != vTmpFile {
+				fmt.Fprintf(stderr, "%s: over SSH only certificate requests uploaded to %s can be signed, not %q\n", prog, TmpPath, clip(o.Arg))
+				ss.s.log.Warn().Str("addr", ss.ip).Str("file", clip(o.Arg)).Msgf("pairing: refused to sign %q for %s: not in %s", clip(o.Arg), ss.ip, TmpPath)
+				return ExitRefused
+			}
+			if fi, err := os.Lstat(n.real); err == nil && !fi.Mode().IsRegular() {
+				fmt.Fprintf(stderr, "%s: %s is not a regular file\n", prog, n.vpath)
+				return ExitRefused
+			}
+			margs = append(margs, "-c", n.real)
+		case 'n':
+			cluster = o.Arg
+			margs = append(margs, "-n", o.Arg)
+		case 'i', 's', 'h':
+			op = string(o.Name)
+			margs = append(margs, "-"+op)
+		case 'G':
+		}
+	}
+	var out, errb bytes.Buffer
+	ss.s.certMu.Lock()
+	code := certutilcmd.Main(margs, map[string]string{"QNETD_NSS_DB_DIR": ss.s.pkiDir}, &out, &errb, ss.s.now)
+	ss.s.certMu.Unlock()
+	_, _ = ch.Write(ss.s.rewritePaths(out.Bytes()))
+	_, _ = stderr.Write(ss.s.rewritePaths(errb.Bytes()))
+	msg := strings.TrimSpace(string(ss.s.rewritePaths(errb.Bytes())))
+	log := ss.s.log
+	switch {
+	case op == "i" && code == 0:
+		log.Info().Str("addr", ss.ip).Msgf("pairing: certificate authority initialised by %s", ss.ip)
+	case op == "i" && strings.Contains(msg, "already exists"):
+		log.Info().Str("addr", ss.ip).Msgf("pairing: %s asked to initialise the certificate authority: it exists already (normal)", ss.ip)
+	case op == "s" && code == 0:
+		log.Info().Str("addr", ss.ip).Str("cluster", cluster).Str("request", csr).
+			Msgf("pairing: signed certificate for cluster '%s' (request %s from %s)", cluster, csr, ss.ip)
+	case code != 0:
+		log.Warn().Str("addr", ss.ip).Strs("args", args).Int("exit", code).Str("error", msg).
+			Msgf("pairing: corosync-qnetd-certutil %s from %s failed: %s", strings.Join(args, " "), ss.ip, msg)
+	}
+	return code
+}
+
+// tool runs read-only corosync-qnetd-tool commands (-s, -l, -v, -c).
+func (ss *session) tool(ch ssh.Channel, args []string) int {
+	stderr := ch.Stderr()
+	opts, operands, err := getopt.Parse(args, "Hhlsvc:p:")
+	if err == nil && len(operands) > 0 {
+		err = fmt.Errorf("unexpected argument %q", clip(operands[0]))
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "corosync-qnetd-tool: %v\n", err)
+		return 1
+	}
+	for _, o := range opts {
+		if o.Name == 'H' || o.Name == 'p' {
+			fmt.Fprintf(stderr, "corosync-qnetd-tool: option -%c is not available over SSH (read-only: -s, -l, -v, -c)\n", o.Name)
+			ss.s.log.Warn().Str("addr", ss.ip).Strs("args", args).Msgf("pairing: refused corosync-qnetd-tool -%c from %s", o.Name, ss.ip)
+			return ExitRefused
+		}
+	}
+	if ss.s.cfg.Tool == nil {
+		fmt.Fprintln(stderr, "corosync-qnetd-tool: not available on this pairing endpoint")
+		return ExitRefused
+	}
+	ss.s.log.Info().Str("addr", ss.ip).Strs("args", args).Msgf("pairing: corosync-qnetd-tool %s by %s", strings.Join(args, " "), ss.ip)
+	return ss.s.cfg.Tool(args, ch, stderr)
+}
+
+// sftp serves the sftp subsystem.
+func (ss *session) sftp(ch ssh.Channel) int {
+	ss.s.log.Debug().Str("addr", ss.ip).Msg("pairing: sftp session")
+	fs := &sftpFS{s: ss.s, ip: ss.ip}
+	rs := sftp.NewRequestServer(noClose{ch}, fs.handlers())
+	err := rs.Serve()
+	rs.Close()
+	if err != nil && !errors.Is(err, io.EOF) {
+		ss.s.log.Debug().Str("addr", ss.ip).Err(err).Msg("pairing: sftp session ended")
+	}
+	return 0
+}
+
+// noClose keeps the sftp server from closing the channel before the exit
+// status is sent.
+type noClose struct{ ssh.Channel }
+
+func (noClose) Close() error { return nil }
+
+// splitWords splits a command line like a POSIX shell would for simple
+// words: blanks separate words, single quotes, double quotes and
+// backslashes quote. Anything a shell would expand or interpret
+// (;|&<>()$`*?[]{}~#, newlines) is an error: no command line we accept
+// needs them.
+func splitWords(line string) ([]string, error) {
+	var words []string
+	var cur strings.Builder
+	inWord := false
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		switch {
+		case c == ' ' || c == '\t':
+			if inWord {
+				words = append(words, cur.String())
+				cur.Reset()
+				inWord = false
+			}
+		case c == '\'':
+			j := strings.IndexByte(line[i+1:], '\'')
+			if j < 0 {
+				return nil, errors.New("unterminated quote")
+			}
+			cur.WriteString(line[i+1 : i+1+j])
+			i += j + 1
+			inWord = true
+		case c == '"':
+			i++
+			for ; i < len(line) && line[i] != '"'; i++ {
+				switch line[i] {
+				case '$', '`':
+					return nil, errors.New("expansion")
+				case '\\':
+					if i+1 < len(line) && strings.IndexByte("\"\\$`", line[i+1]) >= 0 {
+						i++
+					}
+				}
+				cur.WriteByte(line[i])
+			}
+			if i >= len(line) {
+				return nil, errors.New("unterminated quote")
+			}
+			inWord = true
+		case c == '\\':
+			if i+1 >= len(line) || line[i+1] == '\n' {
+				return nil, errors.New("trailing backslash")
+			}
+			i++
+			cur.WriteByte(line[i])
+			inWord = true
+		case strings.IndexByte(";|&<>()$`*?[]{}\n\r\x00", c) >= 0,
+			c == '~' && !inWord, c == '#' && !inWord:
+			return nil, fmt.Errorf("shell syntax %q", c)
+		default:
+			cur.WriteByte(c)
+			inWord = true
+		}
+	}
+	if inWord {
+		words = append(words, cur.String())
+	}
+	return words, nil
+}
+
+// realTmp maps a /tmp file's virtual path to the real one (for tests).
+func (s *Server) realTmp(name string) string { return filepath.Join(s.tmpDir, name) }
