@@ -70,6 +70,13 @@ if [ "$REALPEER" = 1 ]; then
         --qnetd-certutil "$top/bin/qnetd corosync-qnetd-certutil" \
         --qnetd-cmd "$top/bin/qnetd corosync-qnetd -f -d -l {ADDR} -p {PORT} -s {TLS} $ipc,nss_db_dir={CERTDIR}" \
         | tee "$OUT/realpeer-ours.txt" || true
+    step "real peers: pvecm's pairing steps over SSH to our pairing endpoint, then real nodes with TLS"
+    env RIG_PREFIX=qtp RIG_STATE="${TMPDIR:-/tmp}/qnetd-test-pairing-rig" RIG_NET=10.94.0 \
+        "$REALPEER_DIR/scenarios.sh" --tls-modes on --only 'up2 a' \
+        --results "$OUT/realpeer-pairing.tsv" \
+        --qnetd-certutil "$top/test/pairing/certutil-over-ssh.sh $top/bin/qnetd" \
+        --qnetd-cmd "$top/bin/qnetd corosync-qnetd -f -d -l {ADDR} -p {PORT} -s {TLS} $ipc,nss_db_dir={CERTDIR}" \
+        | tee "$OUT/realpeer-pairing.txt"
     step "real peers: ours vs upstream"
     go run ./scripts/realpeercmp "$OUT/realpeer-upstream.tsv" "$OUT/realpeer-ours.tsv"
 fi

@@ -14,6 +14,7 @@ import (
 	"github.com/qnetd-addon/qnetd/internal/adminipc"
 	"github.com/qnetd-addon/qnetd/internal/bench"
 	"github.com/qnetd-addon/qnetd/internal/certutilcmd"
+	"github.com/qnetd-addon/qnetd/internal/pairing"
 	"github.com/qnetd-addon/qnetd/internal/qnetdcmd"
 	"github.com/qnetd-addon/qnetd/internal/version"
 )
@@ -37,6 +38,7 @@ var tools = map[string]func(args []string) int{
 		return certutilcmd.Main(args, environ(), os.Stdout, os.Stderr, time.Now)
 	},
 	"corosync-qnetd-tool": func(args []string) int { return adminipc.ToolMain(args, os.Stdout, os.Stderr) },
+	"pairing":             func(args []string) int { return pairing.Main(args, os.Stderr) },
 }
 
 func main() {
