@@ -179,10 +179,13 @@ func (p *Page) Refresh(ctx context.Context) (View, error) {
 	if changed {
 		p.cur, p.cmp, p.view = data, cmp, v
 		for ch := range p.subs {
+			// Each listener holds at most one pending view: a slow browser
+			// skips intermediate states but always gets the latest.
 			select {
-			case ch <- data:
-			default: // a slow browser gets the next one
+			case <-ch:
+			default:
 			}
+			ch <- data
 		}
 	}
 	p.mu.Unlock()
@@ -259,7 +262,7 @@ func (p *Page) serveEvents(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Accel-Buffering", "no")
-	ch := make(chan []byte, 4)
+	ch := make(chan []byte, 1)
 	p.mu.Lock()
 	p.subs[ch] = struct{}{}
 	p.mu.Unlock()

@@ -101,14 +101,16 @@ func votes(v View) string {
 func awaitSSE(t *testing.T, ch <-chan View, want string) View {
 	t.Helper()
 	deadline := time.After(10 * time.Second)
+	var seen []string
 	for {
 		select {
 		case v := <-ch:
 			if votes(v) == want {
 				return v
 			}
+			seen = append(seen, votes(v))
 		case <-deadline:
-			t.Fatalf("no status event with votes %q", want)
+			t.Fatalf("no status event with votes %q; saw %q", want, seen)
 		}
 	}
 }
@@ -185,8 +187,8 @@ func TestSplitAndHealEverywhere(t *testing.T) {
 	require.Equal(t, "pvecm qdevice setup 192.0.2.10", v.Pairing.Command)
 	require.Contains(t, ipcList(), "Cluster \"pve\":\n    Algorithm:\t\tFifty-Fifty split (KAP Tie-breaker)\n")
 	require.Eventually(t, func() bool { st, _ := sup.get("binary_sensor.qnetd_pve_vote"); return st.State == "on" }, 5*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { st, _ := sup.get("sensor.qnetd_pve_nodes"); return st.State == "2" }, 5*time.Second, 10*time.Millisecond)
 	st, _ := sup.get("sensor.qnetd_pve_nodes")
-	require.Equal(t, "2", st.State)
 	require.Equal(t, "QNetd pve connected nodes", st.Attributes["friendly_name"])
 
 	// The link between the nodes breaks: node 1 (lowest id) keeps the vote.

@@ -51,6 +51,7 @@ type Client struct {
 	// ffsplit
 	ffState        ffClientState
 	voteInfoSeq    uint32 // vote_info_expected_seq_num
+	voteInfoRound  uint64 // the cluster's decision round of that VOTE_INFO
 	nackDeadlineOn bool
 
 	// lms, 2nodelms
@@ -113,6 +114,7 @@ type Cluster struct {
 
 	// ffsplit
 	ffState          ffClusterState
+	ffRound          uint64 // counts decisions, to tell stale VOTE_INFO replies
 	QuoratePartition []wire.NodeInfo
 }
 

@@ -83,6 +83,14 @@ func (ffsplit) voteInfoReply(e *Engine, c *Client, seq uint32) {
 	if seq != c.voteInfoSeq {
 		return // a reply to an older VOTE_INFO
 	}
+	if c.voteInfoRound != c.cluster.ffRound {
+		// The reply acknowledges a vote of an earlier decision. Upstream
+		// takes it as an answer to the current one and resets a client
+		// that is due an ACK, which then keeps no vote until the next
+		// change (protocol notes, fact 22). The current decision's vote
+		// for this client has not been sent yet; it still will be.
+		return
+	}
 	c.ffState = ffClientWaitingForChange
 	e.stopTimer(c, TimerNackReply)
 	cl := c.cluster
@@ -153,6 +161,7 @@ func ffDecide(e *Engine, trigger *Client, leaving bool, ring wire.RingID, cfg, m
 	if !ffStable(views) {
 		return wire.VoteWaitForReply
 	}
+	cl.ffRound++
 	var best *ffView
 	for i := range views {
 		if ffBetter(cl, &views[i], best) {
@@ -191,6 +200,7 @@ func ffDecide(e *Engine, trigger *Client, leaving bool, ring wire.RingID, cfg, m
 		v := &views[i]
 		if v.c.ffState == ffClientSendingNack {
 			v.c.voteInfoSeq++
+			v.c.voteInfoRound = cl.ffRound
 			e.sendVoteInfo(v.c, v.c.voteInfoSeq, wire.VoteNACK, v.ring, "not in the quorate partition")
 			if v.c.dpdMs > 0 {
 				e.armTimer(v.c, TimerNackReply, v.c.dpdMs)
@@ -218,6 +228,7 @@ func ffSendAcks(e *Engine, cl *Cluster, trigger *Client, ring *wire.RingID) {
 			r = *ring
 		}
 		c.voteInfoSeq++
+		c.voteInfoRound = cl.ffRound
 		e.sendVoteInfo(c, c.voteInfoSeq, wire.VoteACK, r, "in the quorate partition")
 		sent = true
 	}
