@@ -72,11 +72,16 @@ func TestBrowserSeesSplitLive(t *testing.T) {
 		require.NoError(t, err)
 	}
 
+	// Not t.TempDir: Chromium's helper processes may still write there
+	// while the test's cleanup runs; removing it is best effort.
+	profile, err := os.MkdirTemp("", "qnetd-chromium-")
+	require.NoError(t, err)
+	defer os.RemoveAll(profile)
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium),
 		chromedp.Flag("headless", true), chromedp.NoSandbox, chromedp.DisableGPU,
 		chromedp.Flag("disable-quic", true), chromedp.NoFirstRun,
 		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true), chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(390, 844))
+		chromedp.Flag("disable-sync", true), chromedp.UserDataDir(profile), chromedp.WindowSize(390, 844))
 	actx, acancel := chromedp.NewExecAllocator(ctx, opts...)
 	defer acancel()
 	bctx, bcancel := chromedp.NewContext(actx)
