@@ -171,7 +171,7 @@ func TestRootfsInitRunHealthAndStop(t *testing.T) {
 	require.FileExists(t, filepath.Join(sb.root, "data/nssdb/qnetd-cacert.crt"))
 
 	run := sb.cmd("/etc/s6-overlay/s6-rc.d/qnetd/run")
-	var log bytes.Buffer
+	var log syncBuffer
 	run.Stdout, run.Stderr = &log, &log
 	require.NoError(t, run.Start())
 	exited := make(chan error, 1)
