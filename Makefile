@@ -29,3 +29,12 @@ fuzz:
 
 clean:
 	rm -rf bin .test-out
+
+# Ours against Debian's corosync-qnetd on loopback, same run, every workload
+# of issue #7 (~15 min on 2 cores; needs corosync-qnetd and libnss3-tools).
+# Prints the markdown table; bench.md and bench.json go to BENCHOUT.
+.PHONY: bench
+BENCHOUT ?= $(CURDIR)/.test-out/bench
+BENCHFLAGS ?=
+bench: build
+	./bin/qnetd bench all -out $(BENCHOUT) $(BENCHFLAGS)

@@ -59,7 +59,17 @@ func main() {
 		return
 	}
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprintf(os.Stderr, "usage: qnetd TOOL [ARGS]\n\ntools:\n  corosync-qnetd            the arbitrator daemon (upstream's flags)\n  corosync-qnetd-certutil   the certificate authority (upstream's flags)\n  bench storm               connection storm, ours vs Debian's corosync-qnetd\n  version           print the versions\n")
+		fmt.Fprint(os.Stderr, `usage: qnetd TOOL [ARGS]
+
+tools (also answered to by their names, e.g. a corosync-qnetd symlink):
+  corosync-qnetd            the arbitrator daemon (upstream's flags)
+  corosync-qnetd-tool       status over the local socket (upstream's flags)
+  corosync-qnetd-certutil   the certificate authority (upstream's flags)
+  pairing                   the SSH pairing endpoint for pvecm qdevice setup, on its own
+  addon init|run|healthcheck   the Home Assistant add-on
+  bench all|connect|restart|idle|splits|storm|profile   ours vs Debian's corosync-qnetd
+  version                   print the versions
+`)
 		os.Exit(2)
 	}
 	// Anything else: the daemon with these flags.

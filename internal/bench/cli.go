@@ -1,22 +1,319 @@
 package bench
 
 import (
+	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 )
 
+const usage = `usage: qnetd bench WORKLOAD [flags]
+
+workloads (each runs against Debian's corosync-qnetd and ours, one after the other):
+  all       every workload below, with the goals of issue #7
+  connect   N clusters x K nodes connect at once until all voted (plain and TLS)
+  restart   reconnect storm after a server restart (TLS)
+  idle      CPU of idle clients with heartbeats at the default interval
+  splits    random splits and heals at a fixed rate: decision latency
+  storm     TLS connection storm (INIT only), the first benchmark
+  profile   ours only, in-process: where the memory per client goes (pprof)
+
+Run "qnetd bench WORKLOAD -h" for the flags.
+`
+
 // Main runs "qnetd bench WORKLOAD [flags]" and returns the exit status.
 func Main(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] != "storm" {
-		fmt.Fprintln(stderr, "usage: qnetd bench storm [-n 500,2000] [-tls] [-json] [-timeout 120s]")
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
 		return 2
 	}
+	switch args[0] {
+	case "storm":
+		return stormMain(args[1:], stdout, stderr)
+	case "profile":
+		return profileMain(args[1:], stdout, stderr)
+	case "all", "connect", "restart", "idle", "splits":
+		return runMain(args[0], args[1:], stdout, stderr)
+	}
+	fmt.Fprint(stderr, usage)
+	return 2
+}
+
+func runMain(workload string, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("bench "+workload, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var p Params
+	fs.IntVar(&p.Clusters, "clusters", 1000, "clusters (connect, restart, splits)")
+	fs.IntVar(&p.Nodes, "nodes", 2, "nodes per cluster")
+	fs.IntVar(&p.IdleClients, "idle-clients", 5000, "clients for the idle workload")
+	fs.DurationVar(&p.IdleWindow, "idle-window", 24*time.Second, "idle: CPU is measured over this window")
+	fs.Float64Var(&p.Rate, "rate", 100, "splits: splits and heals started per second")
+	fs.DurationVar(&p.SplitsFor, "splits-for", 30*time.Second, "splits: how long at -rate")
+	fs.DurationVar(&p.SaturateFor, "saturate-for", 10*time.Second, "splits: then with 64 decisions in flight back to back, for this long (0: skip)")
+	fs.DurationVar(&p.Timeout, "timeout", 180*time.Second, "for all nodes to hold the vote")
+	fs.DurationVar(&p.LeaveWait, "leave-wait", 240*time.Second, "connect: how long to watch the RSS come back after the clients left")
+	fs.DurationVar(&p.ReconnectPause, "reconnect-pause", time.Second, "nodes reconnect after a random pause below this")
+	fs.DurationVar(&p.Heartbeat, "heartbeat", 8*time.Second, "heartbeat interval of the nodes (corosync-qdevice's default: 8s)")
+	modes := fs.String("modes", "plain,tls", "connect: plain and/or tls")
+	servers := fs.String("servers", "upstream,ours", "which servers to run")
+	asJSON := fs.Bool("json", false, "print JSON instead of the markdown table")
+	out := fs.String("out", "", "also write bench.md and bench.json to this directory")
+	bin := fs.String("bin", "", "our binary (default: this one)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *bin == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			fmt.Fprintln(stderr, "bench:", err)
+			return 1
+		}
+		*bin = exe
+	}
+	p.Log = func(format string, a ...any) {
+		fmt.Fprintf(stderr, "%s  "+format+"\n", append([]any{time.Now().Format("15:04:05")}, a...)...)
+	}
+	r := &runner{p: p, bin: *bin, log: p.Log}
+	for _, s := range strings.Split(*servers, ",") {
+		switch strings.TrimSpace(s) {
+		case "upstream":
+			r.upstream = true
+		case "ours":
+			r.ours = true
+		default:
+			fmt.Fprintf(stderr, "bench: -servers %q: want upstream and/or ours\n", *servers)
+			return 2
+		}
+	}
+	var err error
+	r.tmp, err = os.MkdirTemp("", "qnetd-bench-")
+	if err != nil {
+		fmt.Fprintln(stderr, "bench:", err)
+		return 1
+	}
+	defer func() {
+		if os.Getenv("QNETD_BENCH_KEEP") == "" {
+			os.RemoveAll(r.tmp)
+		} else {
+			fmt.Fprintln(stderr, "bench: files kept in", r.tmp)
+		}
+	}()
+	rep := &Report{Machine: ThisMachine(), Params: map[string]any{
+		"clusters": p.Clusters, "nodes_per_cluster": p.Nodes, "idle_clients": p.IdleClients, "idle_window_s": p.IdleWindow.Seconds(),
+		"split_rate_per_s": p.Rate, "splits_for_s": p.SplitsFor.Seconds(), "saturate_for_s": p.SaturateFor.Seconds(), "heartbeat_ms": p.Heartbeat.Milliseconds(),
+		"reconnect_pause_ms": p.ReconnectPause.Milliseconds(), "leave_wait_s": p.LeaveWait.Seconds()}}
+	run := func(name string, fn func() (*Pair, error)) bool {
+		pair, err := fn()
+		if pair != nil {
+			rep.Workloads = append(rep.Workloads, pair)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "bench: %s: %v\n", name, err)
+			return false
+		}
+		return true
+	}
+	ok := true
+	if workload == "all" || workload == "connect" {
+		for _, m := range strings.Split(*modes, ",") {
+			tlsOn := strings.TrimSpace(m) == "tls"
+			ok = run(nameConnect(tlsOn), func() (*Pair, error) { return r.connect(tlsOn) }) && ok
+		}
+	}
+	if workload == "all" || workload == "restart" {
+		ok = run(nameRestart, r.restart) && ok
+	}
+	if workload == "all" || workload == "idle" {
+		ok = run(nameIdle, r.idle) && ok
+	}
+	if workload == "all" || workload == "splits" {
+		ok = run(nameSplits, r.splits) && ok
+	}
+	r.finish()
+	for _, pair := range rep.Workloads {
+		pair.Finish()
+	}
+	rep.Evaluate()
+	js, _ := json.MarshalIndent(rep, "", "  ")
+	var md strings.Builder
+	rep.Markdown(&md)
+	if *out != "" {
+		if err := os.MkdirAll(*out, 0o755); err == nil {
+			_ = os.WriteFile(filepath.Join(*out, "bench.json"), append(js, '\n'), 0o644)
+			_ = os.WriteFile(filepath.Join(*out, "bench.md"), []byte(md.String()), 0o644)
+		}
+	}
+	if *asJSON {
+		fmt.Fprintln(stdout, string(js))
+	} else {
+		fmt.Fprint(stdout, md.String())
+	}
+	if !ok {
+		return 1
+	}
+	return 0
+}
+
+// runner starts the servers for each workload and keeps those whose RSS
+// is still watched after their clients left.
+type runner struct {
+	p              Params
+	bin            string
+	tmp            string
+	upstream, ours bool
+	log            func(string, ...any)
+	// TLS client configurations per server kind, reused across workloads
+	// (signing with NSS's certutil takes ~35 ms per cluster).
+	clientTLS map[string]func(string) (*tls.Config, error)
+	watching  []watched
+}
+
+type watched struct {
+	s *Server
+	r *Result
+}
+
+func (r *runner) start(kind string, tlsOn bool) (*Server, error) {
+	dir := filepath.Join(r.tmp, kind+"-"+tlsMode(tlsOn))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	o := Options{TLS: tlsOn, Dir: dir}
+	if tlsOn && r.clientTLS != nil {
+		o.ClientTLS = r.clientTLS[kind]
+	}
+	var s *Server
+	var err error
+	if kind == "upstream" {
+		s, err = StartUpstreamWith(o)
+	} else {
+		s, err = StartOursWith(r.bin, o)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if tlsOn {
+		if r.clientTLS == nil {
+			r.clientTLS = map[string]func(string) (*tls.Config, error){}
+		}
+		r.clientTLS[kind] = s.ClientTLS
+	}
+	return s, nil
+}
+
+func (r *runner) kinds() []string {
+	var k []string
+	if r.upstream {
+		k = append(k, "upstream")
+	}
+	if r.ours {
+		k = append(k, "ours")
+	}
+	return k
+}
+
+// each runs fn against a fresh server of every kind. A server that dies
+// of a signal is restarted 100 ms later (as systemd does) and the crashes
+// are reported with the result; an error of one server does not stop the
+// other's run.
+func (r *runner) each(name string, tlsOn bool, fn func(*Server) (*Result, error), keep bool) (*Pair, error) {
+	pair := &Pair{Name: name}
+	var errs []string
+	for _, kind := range r.kinds() {
+		s, err := r.start(kind, tlsOn)
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("%s: %v", kind, err))
+			continue
+		}
+		s.Supervise = true
+		r.log("%s: %s (pid %d) on %s", name, kind, s.PID(), s.Addr)
+		res, err := fn(s)
+		if res == nil && err != nil {
+			res = &Result{Workload: name, Server: kind, TLS: tlsOn, FirstError: err.Error()}
+		}
+		if res != nil {
+			res.Crashes = s.Crashes()
+			if kind == "upstream" {
+				pair.Upstream = res
+			} else {
+				pair.Ours = res
+			}
+			r.log("%s: %s: %s", name, kind, res.summary())
+		}
+		if exited, xerr := s.Exited(); exited {
+			err = fmt.Errorf("%s exited during the workload (%v): %s", kind, xerr, tail(s.Log(), 1500))
+		}
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("%s: %v", kind, err))
+		}
+		if keep && res != nil && err == nil {
+			r.watching = append(r.watching, watched{s, res})
+		} else {
+			s.Stop()
+		}
+	}
+	if len(errs) > 0 {
+		return pair, errors.New(strings.Join(errs, "; "))
+	}
+	return pair, nil
+}
+
+func (r *runner) finish() {
+	if len(r.watching) > 0 {
+		r.log("waiting for the RSS after the clients left (up to %s)", r.p.LeaveWait)
+	}
+	for _, w := range r.watching {
+		w.r.WaitLeave()
+		w.s.Stop()
+	}
+	r.watching = nil
+}
+
+func (r *runner) connect(tlsOn bool) (*Pair, error) {
+	if tlsOn {
+		r.log("signing %d client certificates for each server (not measured)", r.p.Clusters)
+	}
+	return r.each(nameConnect(tlsOn), tlsOn, func(s *Server) (*Result, error) { return Connect(s, r.p) }, true)
+}
+
+func (r *runner) restart() (*Pair, error) {
+	return r.each(nameRestart, true, func(s *Server) (*Result, error) { return Restart(s, r.p) }, false)
+}
+
+func (r *runner) idle() (*Pair, error) {
+	return r.each(nameIdle, false, func(s *Server) (*Result, error) { return Idle(s, r.p) }, false)
+}
+
+func (r *runner) splits() (*Pair, error) {
+	return r.each(nameSplits, false, func(s *Server) (*Result, error) { return Splits(s, r.p) }, false)
+}
+
+func (r *Result) summary() string {
+	s := fmt.Sprintf("%d/%d voted", r.Voted, r.Clients)
+	if r.AllVotedS > 0 {
+		s += fmt.Sprintf(" in %.2f s", r.AllVotedS)
+	}
+	if r.Decisions > 0 {
+		s += fmt.Sprintf(", %d decisions p50 %.2f ms p99 %.2f ms max %.1f ms", r.Decisions, r.P50Ms, r.P99Ms, r.MaxMs)
+	}
+	s += fmt.Sprintf(", CPU %.2f s, RSS %.1f MB idle / %.1f MB peak", r.CPUS, r.RSSIdleMB, r.RSSPeakMB)
+	if r.MemPerClientKB != 0 {
+		s += fmt.Sprintf(", %.1f kB/client", r.MemPerClientKB)
+	}
+	if a := r.anomalies(); a != "" {
+		s += "; " + a
+	}
+	return s
+}
+
+func stormMain(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("bench storm", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	sizes := fs.String("n", "500,2000", "client counts, comma separated")
@@ -24,7 +321,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
 	timeout := fs.Duration("timeout", 120*time.Second, "per storm")
 	bin := fs.String("bin", "", "our binary (default: this one)")
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if *bin == "" {

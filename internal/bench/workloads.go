@@ -1,0 +1,434 @@
+package bench
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Result is one workload against one server. Durations are in
+// milliseconds or seconds and sizes in MB or kB, as the names say; zero
+// means "not measured in this workload".
+type Result struct {
+	Workload string `json:"workload"`
+	Server   string `json:"server"`
+	TLS      bool   `json:"tls"`
+	Clusters int    `json:"clusters"`
+	Nodes    int    `json:"nodes_per_cluster"`
+	Clients  int    `json:"clients"`
+
+	// Time until every node held the vote (connect: from the first
+	// connection; restart: from starting the new process).
+	AllVotedS float64 `json:"all_voted_s,omitempty"`
+	Voted     int     `json:"voted"`
+	// Latency percentiles: for splits the decision latency (from sending
+	// the membership list that completes the view until every node of the
+	// cluster holds its vote); for connect and restart the time until each
+	// node held its vote.
+	P50Ms         float64 `json:"p50_ms,omitempty"`
+	P99Ms         float64 `json:"p99_ms,omitempty"`
+	MaxMs         float64 `json:"max_ms,omitempty"`
+	Decisions     int     `json:"decisions,omitempty"`
+	DecisionsPerS float64 `json:"decisions_per_s,omitempty"`
+	// SaturatedPerS: decisions per second with 64 in flight back to back.
+	SaturatedPerS float64 `json:"saturated_decisions_per_s,omitempty"`
+	// CPU is the server's user+system time during the measured phase
+	// (connect/restart: until all voted; idle: the window; splits: the run).
+	CPUS    float64 `json:"cpu_s"`
+	WindowS float64 `json:"window_s,omitempty"`
+	// RSS: before any client, peak (VmHWM) during the workload, with every
+	// client connected, and after they left (see ReturnedS).
+	RSSIdleMB      float64 `json:"rss_idle_mb"`
+	RSSPeakMB      float64 `json:"rss_peak_mb"`
+	RSSLoadedMB    float64 `json:"rss_loaded_mb,omitempty"`
+	RSSAfterMB     float64 `json:"rss_after_leave_mb,omitempty"`
+	MemPerClientKB float64 `json:"mem_per_client_kb,omitempty"`
+	// ReturnedPct is how much of the RSS the clients added went back
+	// within the wait after they left; ReturnedS is when (-1: not half).
+	ReturnedPct float64 `json:"returned_pct"`
+	ReturnedS   float64 `json:"returned_s,omitempty"`
+
+	Attempts    int64   `json:"attempts"`
+	Failures    int64   `json:"failed_attempts"`
+	Losses      int64   `json:"connections_lost"`
+	EchoMissed  int64   `json:"echo_missed"`
+	MaxEchoMs   float64 `json:"max_echo_ms,omitempty"`
+	BadOutcomes int64   `json:"bad_outcomes"`
+	Errors      int     `json:"errors,omitempty"`
+	// Crashes: the server died of a signal and was restarted 100 ms later
+	// (systemd's Restart=on-abnormal for corosync-qnetd).
+	Crashes    []string `json:"crashes,omitempty"`
+	FirstError string   `json:"first_error,omitempty"`
+
+	// leave is set while the RSS after leave is still being watched.
+	leave chan struct{}
+}
+
+func mb(b int64) float64         { return float64(b) / (1 << 20) }
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+func percentile(s []time.Duration, p int) time.Duration {
+	if len(s) == 0 {
+		return 0
+	}
+	i := len(s) * p / 100
+	if i >= len(s) {
+		i = len(s) - 1
+	}
+	return s[i]
+}
+
+func (r *Result) fleetStats(f *Fleet) {
+	r.Attempts, r.Failures, r.Losses = f.Attempts.Load(), f.Failures.Load(), f.Losses.Load()
+	r.EchoMissed, r.BadOutcomes = f.EchoMissed.Load(), f.BadOutcomes.Load()
+	r.MaxEchoMs = ms(f.MaxEchoRTT())
+	if r.FirstError == "" {
+		r.FirstError = f.FirstError()
+	}
+	if r.FirstError == "" {
+		r.FirstError = f.BadOutcome()
+	}
+}
+
+func (r *Result) latencies(s []time.Duration) {
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	r.P50Ms, r.P99Ms = ms(percentile(s, 50)), ms(percentile(s, 99))
+	if len(s) > 0 {
+		r.MaxMs = ms(s[len(s)-1])
+	}
+}
+
+// Params are the workloads' sizes.
+type Params struct {
+	Clusters       int           // connect, restart, splits
+	Nodes          int           // per cluster
+	IdleClients    int           // idle
+	IdleWindow     time.Duration // idle: CPU measured over this
+	Rate           float64       // splits: decisions started per second
+	SplitsFor      time.Duration // splits: how long
+	SaturateFor    time.Duration // splits: then back to back with 64 in flight, for this long
+	Timeout        time.Duration // for all nodes to hold the vote
+	LeaveWait      time.Duration // how long to watch RSS come back after the clients left
+	ReconnectPause time.Duration
+	Heartbeat      time.Duration
+	Log            func(format string, args ...any)
+}
+
+func (p *Params) logf(format string, args ...any) {
+	if p.Log != nil {
+		p.Log(format, args...)
+	}
+}
+
+// Connect measures N clusters x K nodes connecting at once (TCP, PREINIT,
+// STARTTLS when the server has TLS, INIT, SET_OPTION, node lists) until
+// every node holds the vote; then every client leaves and the RSS is
+// watched (in the background, until LeaveWait or until it came back;
+// Wait on the result before reading RSSAfterMB).
+func Connect(s *Server, p Params) (*Result, error) {
+	r := &Result{Workload: "connect", Server: s.Name, TLS: s.TLS, Clusters: p.Clusters, Nodes: p.Nodes, Clients: p.Clusters * p.Nodes}
+	f, err := NewFleet(FleetConfig{Addr: s.Addr, Prefix: "c", Clusters: p.Clusters, Nodes: p.Nodes, Heartbeat: p.Heartbeat,
+		TLS: s.ClientTLS, ReconnectPause: p.ReconnectPause})
+	if err != nil {
+		return nil, err
+	}
+	fds0, _ := CountFDs(s.PID())
+	idle, err := s.Stats()
+	if err != nil {
+		return nil, err
+	}
+	_ = ResetPeak(s.PID())
+	r.RSSIdleMB = mb(idle.RSS)
+	begin := f.Start()
+	at, werr := f.WaitAllAcked(p.Timeout)
+	after, _ := s.Stats()
+	r.CPUS = (after.CPU - idle.CPU).Seconds()
+	r.Voted = f.Acked()
+	if werr == nil {
+		r.AllVotedS = at.Sub(begin).Seconds()
+	} else {
+		r.FirstError = werr.Error()
+	}
+	r.latencies(f.AckTimes(begin))
+	// Let the last replies and heartbeats settle before taking the RSS
+	// with every client connected.
+	time.Sleep(2 * time.Second)
+	loaded, _ := s.Stats()
+	r.RSSLoadedMB, r.RSSPeakMB = mb(loaded.RSS), mb(loaded.HWM)
+	if r.Clients > 0 {
+		r.MemPerClientKB = float64(loaded.RSS-idle.RSS) / 1024 / float64(r.Clients)
+	}
+	f.Close()
+	r.fleetStats(f)
+	if err := WaitFDs(s.PID(), fds0, 60*time.Second); err != nil {
+		r.FirstError = err.Error()
+	}
+	left := time.Now()
+	r.leave = make(chan struct{})
+	go func() {
+		defer close(r.leave)
+		r.watchLeave(s, idle.RSS, loaded.RSS, left, p.LeaveWait)
+	}()
+	return r, werr
+}
+
+// watchLeave follows the server's RSS after the clients left, once a
+// second for up to wait (a Go process returns freed memory after its next
+// GC, which an idle process runs every two minutes), and records how much
+// of what the clients added went back and when.
+func (r *Result) watchLeave(s *Server, idle, loaded int64, left time.Time, wait time.Duration) {
+	added := loaded - idle
+	last, low := loaded, loaded
+	var lowAt time.Duration
+	for {
+		st, err := s.Stats()
+		if err != nil {
+			break
+		}
+		last = st.RSS
+		if last < low-(512<<10) {
+			low, lowAt = last, time.Since(left)
+		}
+		if last-idle <= added/20 || time.Since(left) > wait {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	r.RSSAfterMB = mb(last)
+	r.ReturnedS = -1
+	if added > 0 {
+		r.ReturnedPct = max(0, 100*float64(loaded-last)/float64(added))
+	}
+	if r.ReturnedPct >= 50 {
+		r.ReturnedS = lowAt.Seconds()
+	}
+}
+
+// WaitLeave waits until the RSS after the clients left has been measured.
+func (r *Result) WaitLeave() {
+	if r.leave != nil {
+		<-r.leave
+	}
+}
+
+// Restart connects N clusters x K nodes (not measured), restarts the
+// server (SIGTERM, then the same command line) and measures the reconnect
+// storm: from starting the new process until every node holds the vote
+// again. Nodes reconnect after a random pause below ReconnectPause.
+func Restart(s *Server, p Params) (*Result, error) {
+	r := &Result{Workload: "restart", Server: s.Name, TLS: s.TLS, Clusters: p.Clusters, Nodes: p.Nodes, Clients: p.Clusters * p.Nodes}
+	f, err := NewFleet(FleetConfig{Addr: s.Addr, Prefix: "c", Clusters: p.Clusters, Nodes: p.Nodes, Heartbeat: p.Heartbeat,
+		TLS: s.ClientTLS, ReconnectPause: p.ReconnectPause, Concurrency: 50})
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	f.Start()
+	if _, err := f.WaitAllAcked(p.Timeout); err != nil {
+		return nil, fmt.Errorf("before the restart: %w", err)
+	}
+	s.Terminate()
+	if err := f.WaitUp(0, 30*time.Second); err != nil {
+		return nil, err
+	}
+	// The restart itself loses every connection; count from here.
+	f.Attempts.Store(0)
+	f.Failures.Store(0)
+	f.Losses.Store(0)
+	t0 := time.Now()
+	if err := s.Start(); err != nil {
+		return nil, err
+	}
+	at, werr := f.WaitAllAcked(p.Timeout)
+	st, _ := s.Stats()
+	r.CPUS = st.CPU.Seconds()
+	r.Voted = f.Acked()
+	if werr == nil {
+		r.AllVotedS = at.Sub(t0).Seconds()
+	} else {
+		r.FirstError = werr.Error()
+	}
+	r.latencies(f.AckTimes(t0))
+	time.Sleep(2 * time.Second)
+	st, _ = s.Stats()
+	r.RSSLoadedMB, r.RSSPeakMB = mb(st.RSS), mb(st.HWM)
+	r.fleetStats(f)
+	return r, werr
+}
+
+// Idle connects IdleClients plain nodes (bounded concurrency, not
+// measured), waits one heartbeat interval and measures the server's CPU
+// over IdleWindow of heartbeats at the default interval.
+func Idle(s *Server, p Params) (*Result, error) {
+	n := p.Nodes
+	clusters := (p.IdleClients + n - 1) / n
+	r := &Result{Workload: "idle", Server: s.Name, TLS: s.TLS, Clusters: clusters, Nodes: n, Clients: clusters * n}
+	idle, err := s.Stats()
+	if err != nil {
+		return nil, err
+	}
+	_ = ResetPeak(s.PID())
+	r.RSSIdleMB = mb(idle.RSS)
+	f, err := NewFleet(FleetConfig{Addr: s.Addr, Prefix: "i", Clusters: clusters, Nodes: n, Heartbeat: p.Heartbeat,
+		TLS: s.ClientTLS, ReconnectPause: p.ReconnectPause, Concurrency: 64})
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	f.Start()
+	if _, err := f.WaitAllAcked(p.Timeout); err != nil {
+		return nil, err
+	}
+	r.Voted = f.Acked()
+	time.Sleep(f.Config.Heartbeat) // the connect work is over, every node has sent an echo
+	a, _ := s.Stats()
+	time.Sleep(p.IdleWindow)
+	b, _ := s.Stats()
+	r.CPUS, r.WindowS = (b.CPU - a.CPU).Seconds(), p.IdleWindow.Seconds()
+	r.RSSLoadedMB, r.RSSPeakMB = mb(b.RSS), mb(b.HWM)
+	r.MemPerClientKB = float64(b.RSS-idle.RSS) / 1024 / float64(r.Clients)
+	r.fleetStats(f)
+	return r, nil
+}
+
+// Splits connects N clusters x K nodes (bounded concurrency, not
+// measured) and then splits and heals random clusters at a fixed rate for
+// SplitsFor, measuring each decision's latency.
+func Splits(s *Server, p Params) (*Result, error) {
+	r := &Result{Workload: "splits", Server: s.Name, TLS: s.TLS, Clusters: p.Clusters, Nodes: p.Nodes, Clients: p.Clusters * p.Nodes}
+	idle, err := s.Stats()
+	if err != nil {
+		return nil, err
+	}
+	r.RSSIdleMB = mb(idle.RSS)
+	f, err := NewFleet(FleetConfig{Addr: s.Addr, Prefix: "s", Clusters: p.Clusters, Nodes: p.Nodes, Heartbeat: p.Heartbeat,
+		TLS: s.ClientTLS, ReconnectPause: p.ReconnectPause, Concurrency: 64})
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	f.Start()
+	if _, err := f.WaitAllAcked(p.Timeout); err != nil {
+		return nil, err
+	}
+	r.Voted = f.Acked()
+	_ = ResetPeak(s.PID())
+	lat, errs, elapsed, cpu := RunSplits(f, s, p.Rate, p.SplitsFor)
+	r.Decisions = len(lat)
+	r.Errors = len(errs)
+	if len(errs) > 0 {
+		r.FirstError = errs[0].Error()
+	}
+	if elapsed > 0 {
+		r.DecisionsPerS = float64(len(lat)) / elapsed.Seconds()
+	}
+	r.CPUS, r.WindowS = cpu.Seconds(), elapsed.Seconds()
+	r.latencies(lat)
+	if p.SaturateFor > 0 {
+		// Then as many as the server makes with 64 decisions in flight.
+		n, errs, took := RunSplitsSaturated(f, 64, p.SaturateFor)
+		r.SaturatedPerS = float64(n) / took.Seconds()
+		r.Errors += len(errs)
+		if len(errs) > 0 && r.FirstError == "" {
+			r.FirstError = errs[0].Error()
+		}
+	}
+	st, _ := s.Stats()
+	r.RSSLoadedMB, r.RSSPeakMB = mb(st.RSS), mb(st.HWM)
+	r.fleetStats(f)
+	return r, nil
+}
+
+// RunSplits starts a split or heal of a random idle cluster of f every
+// 1/rate seconds for d and waits for the last one. It returns the
+// decision latencies, the errors, the time from the first start to the
+// last decision and, when s is not nil, the server's CPU time over it.
+func RunSplits(f *Fleet, s *Server, rate float64, d time.Duration) ([]time.Duration, []error, time.Duration, time.Duration) {
+	return RunSplitsUntil(f, s, rate, d, nil)
+}
+
+// RunSplitsUntil is RunSplits that also stops starting decisions when
+// stop is closed.
+func RunSplitsUntil(f *Fleet, s *Server, rate float64, d time.Duration, stop <-chan struct{}) ([]time.Duration, []error, time.Duration, time.Duration) {
+	var mu sync.Mutex
+	var lat []time.Duration
+	var errs []error
+	var wg sync.WaitGroup
+	var cpu0 ProcStat
+	if s != nil {
+		cpu0, _ = s.Stats()
+	}
+	tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
+	defer tick.Stop()
+	start := time.Now()
+	for time.Since(start) < d {
+		select {
+		case <-tick.C:
+		case <-stop:
+			d = 0
+			continue
+		}
+		c := f.Clusters[rand.N(len(f.Clusters))]
+		if !c.TryLock() {
+			continue // still deciding; the pacer does not wait
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer c.Unlock()
+			l, err := c.Flip(10 * time.Second)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+				return
+			}
+			lat = append(lat, l)
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	var cpu time.Duration
+	if s != nil {
+		st, _ := s.Stats()
+		cpu = st.CPU - cpu0.CPU
+	}
+	return lat, errs, elapsed, cpu
+}
+
+// RunSplitsSaturated keeps workers decisions going back to back (each
+// worker splits or heals a random idle cluster, then the next one) for d,
+// and returns how many were made, the errors and the time taken.
+func RunSplitsSaturated(f *Fleet, workers int, d time.Duration) (int, []error, time.Duration) {
+	var mu sync.Mutex
+	var errs []error
+	done := 0
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Since(start) < d {
+				c := f.Clusters[rand.N(len(f.Clusters))]
+				if !c.TryLock() {
+					runtime.Gosched()
+					continue
+				}
+				_, err := c.Flip(10 * time.Second)
+				c.Unlock()
+				mu.Lock()
+				if err != nil {
+					errs = append(errs, err)
+				} else {
+					done++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return done, errs, time.Since(start)
+}
