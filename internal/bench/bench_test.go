@@ -9,8 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
+
+	"github.com/qnetd-addon/qnetd/qnetd/server/servertest"
 
 	"github.com/qnetd-addon/qnetd/internal/pki"
 	"github.com/qnetd-addon/qnetd/qnetd/client"
@@ -20,18 +21,7 @@ import (
 
 func inProcess(t *testing.T, mutate func(*server.Config)) string {
 	t.Helper()
-	cfg := server.DefaultConfig()
-	cfg.Host, cfg.Port = "127.0.0.1", 0
-	cfg.Engine.TLS = wire.TLSUnsupported
-	cfg.Log = zerolog.Nop()
-	if mutate != nil {
-		mutate(&cfg)
-	}
-	srv := server.New(cfg)
-	ln, err := srv.Listen()
-	require.NoError(t, err)
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(srv.Shutdown)
+	_, ln := servertest.Start(t, mutate)
 	return ln.Addr().String()
 }
 

@@ -17,6 +17,8 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
+	"github.com/qnetd-addon/qnetd/qnetd/server/servertest"
+
 	"github.com/qnetd-addon/qnetd/internal/adminipc"
 	"github.com/qnetd-addon/qnetd/qnetd/client"
 	"github.com/qnetd-addon/qnetd/qnetd/server"
@@ -123,15 +125,7 @@ func node(cluster string, id uint32) *client.Node {
 // startServer runs a qnetd (TLS off) on loopback that tells rec its votes.
 func startServer(t *testing.T, rec *Recorder) (*server.Server, net.Listener) {
 	t.Helper()
-	cfg := server.DefaultConfig()
-	cfg.Host, cfg.Port, cfg.Log, cfg.Observer = "127.0.0.1", 0, zerolog.Nop(), rec
-	cfg.Engine.TLS = wire.TLSUnsupported
-	srv := server.New(cfg)
-	ln, err := srv.Listen()
-	require.NoError(t, err)
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(srv.Shutdown)
-	return srv, ln
+	return servertest.Start(t, func(c *server.Config) { c.Observer = rec })
 }
 
 // TestSplitAndHealEverywhere drives a 2-node cluster through a split and a

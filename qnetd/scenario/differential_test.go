@@ -14,12 +14,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
+	"github.com/qnetd-addon/qnetd/qnetd/server/servertest"
+
 	"github.com/qnetd-addon/qnetd/qnetd/scenario"
-	"github.com/qnetd-addon/qnetd/qnetd/server"
-	"github.com/qnetd-addon/qnetd/qnetd/wire"
 )
 
 // upstreamQnetd starts Debian's corosync-qnetd on a free loopback port and
@@ -110,15 +109,7 @@ func waitListening(t *testing.T, addr string) {
 // ourQnetd runs our server in-process with TLS off on a loopback port.
 func ourQnetd(t *testing.T) (string, func() (int, error)) {
 	t.Helper()
-	cfg := server.DefaultConfig()
-	cfg.Engine.TLS = wire.TLSUnsupported
-	cfg.Host, cfg.Port = "127.0.0.1", 0
-	cfg.Log = zerolog.Nop()
-	srv := server.New(cfg)
-	ln, err := srv.Listen()
-	require.NoError(t, err)
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(srv.Shutdown)
+	srv, ln := servertest.Start(t, nil)
 	return ln.Addr().String(), func() (int, error) { return srv.NumConnections(), nil }
 }
 

@@ -13,6 +13,8 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
+	"github.com/qnetd-addon/qnetd/qnetd/server/servertest"
+
 	"github.com/qnetd-addon/qnetd/qnetd/client"
 	"github.com/qnetd-addon/qnetd/qnetd/server"
 	"github.com/qnetd-addon/qnetd/qnetd/wire"
@@ -20,18 +22,7 @@ import (
 
 func start(t *testing.T, mutate func(*server.Config)) *server.Server {
 	t.Helper()
-	cfg := server.DefaultConfig()
-	cfg.Host, cfg.Port = "127.0.0.1", 0
-	cfg.Engine.TLS = wire.TLSUnsupported
-	cfg.Log = zerolog.Nop()
-	if mutate != nil {
-		mutate(&cfg)
-	}
-	srv := server.New(cfg)
-	ln, err := srv.Listen()
-	require.NoError(t, err)
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(srv.Shutdown)
+	srv, _ := servertest.Start(t, mutate)
 	return srv
 }
 

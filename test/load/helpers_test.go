@@ -19,12 +19,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
+
+	"github.com/qnetd-addon/qnetd/qnetd/server/servertest"
 
 	"github.com/qnetd-addon/qnetd/internal/bench"
 	"github.com/qnetd-addon/qnetd/qnetd/server"
-	"github.com/qnetd-addon/qnetd/qnetd/wire"
 )
 
 var (
@@ -93,18 +93,7 @@ func moduleRoot() string {
 // inProcess starts our server in this process on a free loopback port.
 func inProcess(t *testing.T, mutate func(*server.Config)) (*server.Server, string) {
 	t.Helper()
-	cfg := server.DefaultConfig()
-	cfg.Host, cfg.Port = "127.0.0.1", 0
-	cfg.Engine.TLS = wire.TLSUnsupported
-	cfg.Log = zerolog.Nop()
-	if mutate != nil {
-		mutate(&cfg)
-	}
-	srv := server.New(cfg)
-	ln, err := srv.Listen()
-	require.NoError(t, err)
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(srv.Shutdown)
+	srv, ln := servertest.Start(t, mutate)
 	return srv, ln.Addr().String()
 }
 
