@@ -69,13 +69,8 @@ func runMain(workload string, args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if *bin == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			fmt.Fprintln(stderr, "bench:", err)
-			return 1
-		}
-		*bin = exe
+	if !defaultBinary(bin, stderr) {
+		return 1
 	}
 	p.Log = func(format string, a ...any) {
 		fmt.Fprintf(stderr, "%s  "+format+"\n", append([]any{time.Now().Format("15:04:05")}, a...)...)
@@ -324,13 +319,8 @@ func stormMain(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if *bin == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			fmt.Fprintln(stderr, "bench:", err)
-			return 1
-		}
-		*bin = exe
+	if !defaultBinary(bin, stderr) {
+		return 1
 	}
 	var ns []int
 	for _, f := range strings.Split(*sizes, ",") {
@@ -388,4 +378,18 @@ func firstErr(r StormResult) string {
 		return ""
 	}
 	return "; first: " + r.FirstErr
+}
+
+// defaultBinary makes an empty -bin mean this very binary.
+func defaultBinary(bin *string, stderr io.Writer) bool {
+	if *bin != "" {
+		return true
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		fmt.Fprintln(stderr, "bench:", err)
+		return false
+	}
+	*bin = exe
+	return true
 }

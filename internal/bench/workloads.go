@@ -142,21 +142,7 @@ func Connect(s *Server, p Params) (*Result, error) {
 	_ = ResetPeak(s.PID())
 	r.RSSIdleMB = mb(idle.RSS)
 	begin := f.Start()
-	at, werr := f.WaitAllAcked(p.Timeout)
-	after, _ := s.Stats()
-	r.CPUS = (after.CPU - idle.CPU).Seconds()
-	r.Voted = f.Acked()
-	if werr == nil {
-		r.AllVotedS = at.Sub(begin).Seconds()
-	} else {
-		r.FirstError = werr.Error()
-	}
-	r.latencies(f.AckTimes(begin))
-	// Let the last replies and heartbeats settle before taking the RSS
-	// with every client connected.
-	time.Sleep(2 * time.Second)
-	loaded, _ := s.Stats()
-	r.RSSLoadedMB, r.RSSPeakMB = mb(loaded.RSS), mb(loaded.HWM)
+	loaded, werr := r.measureVoting(s, f, begin, idle.CPU, p.Timeout)
 	if r.Clients > 0 {
 		r.MemPerClientKB = float64(loaded.RSS-idle.RSS) / 1024 / float64(r.Clients)
 	}
@@ -241,19 +227,7 @@ func Restart(s *Server, p Params) (*Result, error) {
 	if err := s.Start(); err != nil {
 		return nil, err
 	}
-	at, werr := f.WaitAllAcked(p.Timeout)
-	st, _ := s.Stats()
-	r.CPUS = st.CPU.Seconds()
-	r.Voted = f.Acked()
-	if werr == nil {
-		r.AllVotedS = at.Sub(t0).Seconds()
-	} else {
-		r.FirstError = werr.Error()
-	}
-	r.latencies(f.AckTimes(t0))
-	time.Sleep(2 * time.Second)
-	st, _ = s.Stats()
-	r.RSSLoadedMB, r.RSSPeakMB = mb(st.RSS), mb(st.HWM)
+	_, werr := r.measureVoting(s, f, t0, 0, p.Timeout)
 	r.fleetStats(f)
 	return r, werr
 }
@@ -431,4 +405,27 @@ func RunSplitsSaturated(f *Fleet, workers int, d time.Duration) (int, []error, t
 	}
 	wg.Wait()
 	return done, errs, time.Since(start)
+}
+
+// measureVoting waits until every node holds its vote and records how long
+// that took from begin, the server's CPU time since cpuBase, the vote
+// latencies and the RSS with every client connected. It returns that
+// reading and the wait's error.
+func (r *Result) measureVoting(s *Server, f *Fleet, begin time.Time, cpuBase time.Duration, timeout time.Duration) (ProcStat, error) {
+	at, werr := f.WaitAllAcked(timeout)
+	after, _ := s.Stats()
+	r.CPUS = (after.CPU - cpuBase).Seconds()
+	r.Voted = f.Acked()
+	if werr == nil {
+		r.AllVotedS = at.Sub(begin).Seconds()
+	} else {
+		r.FirstError = werr.Error()
+	}
+	r.latencies(f.AckTimes(begin))
+	// Let the last replies and heartbeats settle before taking the RSS
+	// with every client connected.
+	time.Sleep(2 * time.Second)
+	loaded, _ := s.Stats()
+	r.RSSLoadedMB, r.RSSPeakMB = mb(loaded.RSS), mb(loaded.HWM)
+	return loaded, werr
 }
