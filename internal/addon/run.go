@@ -264,6 +264,7 @@ func Run(ctx context.Context, p Paths, o Options, log zerolog.Logger) error {
 	banner(log, p, o)
 	cfg := server.DefaultConfig()
 	cfg.Log = log
+	cfg.BusyGCPercent = server.DaemonGCPercent()
 	cfg.Port = o.Port
 	cfg.Engine.TLS = wire.TLSUnsupported
 	var authority *pki.Authority

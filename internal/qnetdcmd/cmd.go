@@ -128,6 +128,7 @@ func VersionText() string {
 func (s *Settings) ServerConfig(log zerolog.Logger) (server.Config, error) {
 	cfg := server.DefaultConfig()
 	cfg.Log = log
+	cfg.BusyGCPercent = server.DaemonGCPercent()
 	switch s.Family {
 	case "4":
 		cfg.Network = "tcp4"

@@ -1,8 +1,9 @@
 // Package server is the qnetd TCP front end: it accepts connections, frames
-// and decodes messages in one goroutine per connection, feeds them to the
-// decision engine running in a single goroutine, and writes the engine's
-// replies through a bounded per-connection queue. STARTTLS switches a
-// connection to TLS in place, handing over any bytes already buffered.
+// and decodes their messages, feeds them to the decision engine running in
+// a single goroutine, and writes the engine's replies. On Linux one epoll
+// loop reads every plaintext connection, so an idle client costs about
+// what it costs upstream; STARTTLS switches a connection to TLS in place,
+// handing over any bytes already read, and gives it a reader goroutine.
 package server
 
 import (
@@ -43,6 +44,16 @@ type Config struct {
 	// Observer, optional: told about votes and decisions, in the engine
 	// goroutine (status page, history).
 	Observer engine.Observer
+	// NoEpoll reads every connection from a goroutine of its own, as on
+	// systems without epoll (tests use it to cover that path).
+	NoEpoll bool
+	// ReturnMemory gives the memory of departed clients back to the
+	// system soon after many of them left at once (a daemon wants this;
+	// a library user may not).
+	ReturnMemory bool
+	// BusyGCPercent, when not 0, is set as the process's GC percent
+	// (debug.SetGCPercent) once BusyClients clients are connected.
+	BusyGCPercent int
 }
 
 // Hooks observe server events; every field may be nil. They are called
@@ -53,14 +64,16 @@ type Hooks struct {
 	DPDTimeout   func()
 }
 
-// DefaultConfig is upstream's defaults.
+// DefaultConfig is upstream's defaults, and gives memory back after
+// departures.
 func DefaultConfig() Config {
 	return Config{
-		Engine:      engine.DefaultConfig(),
-		Network:     "tcp",
-		Port:        5403,
-		SendBuffers: 32,
-		Log:         zerolog.Nop(),
+		Engine:       engine.DefaultConfig(),
+		Network:      "tcp",
+		Port:         5403,
+		SendBuffers:  32,
+		Log:          zerolog.Nop(),
+		ReturnMemory: true,
 	}
 }
 
@@ -72,9 +85,16 @@ type Server struct {
 	events chan event
 	done   chan struct{}
 	ln     atomic.Value // net.Listener
+	epoch  time.Time
+	poll   *poller // nil: a goroutine per connection
 
 	// owned by the engine goroutine
 	conns map[engine.ClientID]*conn
+	mem   memoryReturn
+	sweep dpdSweep
+
+	serveMu sync.Mutex
+	serving sync.WaitGroup // Serve calls
 
 	nextID   atomic.Uint64
 	nClients atomic.Int64
@@ -96,13 +116,24 @@ func New(cfg Config) *Server {
 		cfg:      cfg,
 		log:      cfg.Log,
 		eng:      engine.New(cfg.Engine, cfg.Log),
-		events:   make(chan event, 4096),
+		events:   make(chan event, 1024),
 		done:     make(chan struct{}),
 		conns:    make(map[engine.ClientID]*conn),
 		loopDone: make(chan struct{}),
+		epoch:    time.Now(),
 	}
 	if cfg.Observer != nil {
 		s.eng.SetObserver(cfg.Observer)
+	}
+	if !cfg.NoEpoll {
+		p, err := newPoller(s)
+		if err != nil {
+			s.log.Debug().Err(err).Msg("no epoll loop; one goroutine per connection")
+		} else {
+			s.poll = p
+			s.wg.Add(1)
+			go p.run()
+		}
 	}
 	go s.loop()
 	return s
@@ -143,11 +174,16 @@ func (s *Server) Addr() net.Addr {
 
 // Serve accepts connections on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
+	s.serveMu.Lock()
 	s.ln.Store(ln)
 	if s.closing.Load() {
+		s.serveMu.Unlock()
 		ln.Close()
 		return nil
 	}
+	s.serving.Add(1)
+	s.serveMu.Unlock()
+	defer s.serving.Done()
 	var backoff time.Duration
 	for {
 		nc, err := ln.Accept()
@@ -178,8 +214,18 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 		s.nClients.Add(1)
 		c := newConn(s, engine.ClientID(s.nextID.Add(1)), nc)
+		s.events <- event{kind: evConnect, c: c}
+		if s.poll != nil {
+			if err := s.poll.add(c); err != nil {
+				if !c.isClosed() {
+					s.log.Error().Err(err).Str("addr", c.addr).Msg("cannot watch connection")
+					c.fail("cannot watch connection: " + err.Error())
+				}
+			}
+			continue
+		}
 		s.wg.Add(1)
-		go c.run()
+		go c.serve(nil, nil)
 	}
 }
 
@@ -187,13 +233,21 @@ func (s *Server) Serve(ln net.Listener) error {
 // as upstream) and waits for the connection goroutines.
 func (s *Server) Shutdown() {
 	s.stopOnce.Do(func() {
+		s.serveMu.Lock()
 		s.closing.Store(true)
 		if ln, ok := s.ln.Load().(net.Listener); ok {
 			ln.Close()
 		}
+		s.serveMu.Unlock()
+		// Every accepted connection reaches the engine before it stops,
+		// so that it is closed with the others.
+		s.serving.Wait()
 		s.events <- event{kind: evShutdown}
 		<-s.loopDone
 		close(s.done)
+		if s.poll != nil {
+			s.poll.close()
+		}
 		s.wg.Wait()
 	})
 }
@@ -231,6 +285,7 @@ const (
 	evClosed
 	evTimer
 	evCall
+	evSweep
 	evShutdown
 )
 
@@ -257,6 +312,7 @@ func (s *Server) loop() {
 		switch ev.kind {
 		case evConnect:
 			s.conns[ev.c.id] = ev.c
+			s.joined()
 			acts = s.eng.Connect(ev.c.id, ev.c.addr)
 		case evMessage:
 			acts = s.eng.Message(ev.c.id, ev.msg, ev.raw)
@@ -272,12 +328,18 @@ func (s *Server) loop() {
 				delete(s.conns, ev.c.id)
 				ev.c.close()
 				acts = s.eng.Disconnect(ev.c.id)
+				s.left()
 			}
 		case evTimer:
 			acts = s.eng.Timer(ev.c.id, ev.timer, ev.gen)
 		case evCall:
 			ev.call(s.eng)
+		case evSweep:
+			s.sweepDPD()
 		case evShutdown:
+			if s.sweep.timer != nil {
+				s.sweep.timer.Stop()
+			}
 			s.apply(s.eng.Shutdown(), nil)
 			for id, c := range s.conns {
 				c.close()
@@ -306,20 +368,30 @@ func (s *Server) apply(acts []engine.Action, startTLS chan bool) {
 				if b == nil {
 					b = a.Msg.Append(make([]byte, 0, 64))
 				}
-				if len(b) > int(s.cfg.Engine.MaxSendSize) || !c.enqueue(b) {
+				res := full
+				if len(b) <= int(s.cfg.Engine.MaxSendSize) {
+					res = c.enqueue(b)
+				}
+				switch res {
+				case full:
 					s.log.Warn().Str("addr", c.addr).Int("queue", s.cfg.SendBuffers).Msg("client does not read its replies, disconnecting")
+					drop = append(drop, c)
+				case broken:
 					drop = append(drop, c)
 				}
 			case engine.ActDisconnect:
 				delete(s.conns, c.id)
 				c.closeAfterFlush()
+				s.left()
 			case engine.ActStartTLS:
 				if startTLS != nil && !tlsAnswered {
 					startTLS <- true
 					tlsAnswered = true
 				}
 			case engine.ActSetDPD:
-				c.setDPD(time.Duration(a.Ms) * time.Millisecond)
+				d := time.Duration(a.Ms) * time.Millisecond
+				c.setDPD(d)
+				s.watchDPD(d)
 			case engine.ActArmTimer:
 				c.armTimer(a.Timer, time.Duration(a.Ms)*time.Millisecond, a.Gen)
 			case engine.ActStopTimer:
@@ -332,9 +404,11 @@ func (s *Server) apply(acts []engine.Action, startTLS chan bool) {
 		acts = nil
 		for _, c := range drop {
 			if s.conns[c.id] == c {
+				s.log.Debug().Str("addr", c.addr).Msg("client disconnected: cannot write to it")
 				delete(s.conns, c.id)
 				c.close()
 				acts = append(acts, s.eng.Disconnect(c.id)...)
+				s.left()
 			}
 		}
 		drop = nil

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -22,8 +23,21 @@ import (
 
 func start(t *testing.T, mutate func(*server.Config)) *server.Server {
 	t.Helper()
-	srv, _ := servertest.Start(t, mutate)
+	srv, _ := servertest.Start(t, func(c *server.Config) {
+		c.NoEpoll = strings.HasSuffix(t.Name(), "/goroutines")
+		if mutate != nil {
+			mutate(c)
+		}
+	})
 	return srv
+}
+
+// inBothModes runs f against a server that reads plaintext connections in
+// its epoll loop and against one that gives every connection a goroutine
+// (what systems without epoll get, and what TLS connections always get).
+func inBothModes(t *testing.T, f func(t *testing.T)) {
+	t.Run("epoll", f)
+	t.Run("goroutines", f)
 }
 
 type rawClient struct {
@@ -125,74 +139,82 @@ func TestCertRequiredAdvertisedEvenWithTLSOff(t *testing.T) {
 }
 
 func TestFramingErrorsKeepTheConnection(t *testing.T) {
-	c := dial(t, start(t, nil))
-	// Unknown type with a body: skipped, SERVER_ERROR 4 without seq.
-	c.write(mustHex("0063" + "00000008" + "0000000400000007"))
-	c.expectError(wire.ErrUnsupportedMessage, nil)
-	// Unknown type with no body: upstream answers code 0 (fact 7).
-	c.write(mustHex("0063" + "00000000"))
-	c.expectError(wire.ErrNoError, nil)
-	// Longer than 32768 with header: read to its end, then SERVER_ERROR 5.
-	long := (&wire.Msg{Type: wire.MsgPreinit, ClusterName: make([]byte, 65535)}).Set(wire.OptClusterName)
-	c.send(long)
-	c.expectError(wire.ErrMessageTooLong, nil)
-	// No option at all: decode error 9.
-	c.write(mustHex("0000" + "00000000"))
-	c.expectError(wire.ErrErrorDecodingMsg, nil)
-	// Stray bytes after a valid seq: 9 with the seq.
-	c.write(mustHex("0000" + "0000000a" + "0000000400000005" + "0102"))
-	c.expectError(wire.ErrErrorDecodingMsg, u32(5))
-	// A server-only type: 8 with the seq.
-	c.write(mustHex("000e" + "00000008" + "0000000400000006"))
-	c.expectError(wire.ErrUnexpectedMessage, u32(6))
-	// The connection still works.
-	n := client.NewNode(client.Settings{Cluster: "c"})
-	c.send(n.Preinit())
-	m, _ := c.read()
-	require.Equal(t, wire.MsgPreinitReply, m.Type)
+	inBothModes(t, func(t *testing.T) {
+		c := dial(t, start(t, nil))
+		// Unknown type with a body: skipped, SERVER_ERROR 4 without seq.
+		c.write(mustHex("0063" + "00000008" + "0000000400000007"))
+		c.expectError(wire.ErrUnsupportedMessage, nil)
+		// Unknown type with no body: upstream answers code 0 (fact 7).
+		c.write(mustHex("0063" + "00000000"))
+		c.expectError(wire.ErrNoError, nil)
+		// Longer than 32768 with header: read to its end, then SERVER_ERROR 5.
+		long := (&wire.Msg{Type: wire.MsgPreinit, ClusterName: make([]byte, 65535)}).Set(wire.OptClusterName)
+		c.send(long)
+		c.expectError(wire.ErrMessageTooLong, nil)
+		// No option at all: decode error 9.
+		c.write(mustHex("0000" + "00000000"))
+		c.expectError(wire.ErrErrorDecodingMsg, nil)
+		// Stray bytes after a valid seq: 9 with the seq.
+		c.write(mustHex("0000" + "0000000a" + "0000000400000005" + "0102"))
+		c.expectError(wire.ErrErrorDecodingMsg, u32(5))
+		// A server-only type: 8 with the seq.
+		c.write(mustHex("000e" + "00000008" + "0000000400000006"))
+		c.expectError(wire.ErrUnexpectedMessage, u32(6))
+		// The connection still works.
+		n := client.NewNode(client.Settings{Cluster: "c"})
+		c.send(n.Preinit())
+		m, _ := c.read()
+		require.Equal(t, wire.MsgPreinitReply, m.Type)
+	})
 }
 
 func TestExactly32768BytesIsAccepted(t *testing.T) {
-	c := dial(t, start(t, nil))
-	name := make([]byte, 32768-wire.HeaderSize-8-4)
-	m := (&wire.Msg{Type: wire.MsgPreinit, Seq: 1, ClusterName: name}).Set(wire.OptSeq).Set(wire.OptClusterName)
-	require.Equal(t, 32768, m.Size())
-	c.send(m)
-	r, _ := c.read()
-	require.Equal(t, wire.MsgPreinitReply, r.Type)
+	inBothModes(t, func(t *testing.T) {
+		c := dial(t, start(t, nil))
+		name := make([]byte, 32768-wire.HeaderSize-8-4)
+		m := (&wire.Msg{Type: wire.MsgPreinit, Seq: 1, ClusterName: name}).Set(wire.OptSeq).Set(wire.OptClusterName)
+		require.Equal(t, 32768, m.Size())
+		c.send(m)
+		r, _ := c.read()
+		require.Equal(t, wire.MsgPreinitReply, r.Type)
+	})
 }
 
 func TestSessionOrderErrors(t *testing.T) {
-	c := dial(t, start(t, nil))
-	n := client.NewNode(client.Settings{Cluster: "c", NodeID: 1, Algorithm: wire.AlgoFFSplit,
-		TieBreaker: wire.TieBreaker{Mode: wire.TieBreakerLowest}, Heartbeat: 8000})
-	// INIT before PREINIT: INIT_REPLY 6.
-	c.send(n.Init(wire.RingID{NodeID: 1, Seq: 1}))
-	m, _ := c.read()
-	require.Equal(t, wire.MsgInitReply, m.Type)
-	require.Equal(t, wire.ErrPreinitRequired, m.ReplyErrorCode)
-	// Heartbeat out of range overwrites "preinit required" (fact 13).
-	n.Heartbeat = 10
-	c.send(n.Init(wire.RingID{NodeID: 1, Seq: 1}))
-	m, _ = c.read()
-	require.Equal(t, wire.ErrInvalidHeartbeatInterval, m.ReplyErrorCode)
-	// STARTTLS before PREINIT: SERVER_ERROR 6.
-	st := n.StartTLS()
-	c.send(st)
-	c.expectError(wire.ErrPreinitRequired, &st.Seq)
-	// ECHO before INIT: 11.
-	e := n.Echo()
-	c.send(e)
-	c.expectError(wire.ErrInitRequired, &e.Seq)
+	inBothModes(t, func(t *testing.T) {
+		c := dial(t, start(t, nil))
+		n := client.NewNode(client.Settings{Cluster: "c", NodeID: 1, Algorithm: wire.AlgoFFSplit,
+			TieBreaker: wire.TieBreaker{Mode: wire.TieBreakerLowest}, Heartbeat: 8000})
+		// INIT before PREINIT: INIT_REPLY 6.
+		c.send(n.Init(wire.RingID{NodeID: 1, Seq: 1}))
+		m, _ := c.read()
+		require.Equal(t, wire.MsgInitReply, m.Type)
+		require.Equal(t, wire.ErrPreinitRequired, m.ReplyErrorCode)
+		// Heartbeat out of range overwrites "preinit required" (fact 13).
+		n.Heartbeat = 10
+		c.send(n.Init(wire.RingID{NodeID: 1, Seq: 1}))
+		m, _ = c.read()
+		require.Equal(t, wire.ErrInvalidHeartbeatInterval, m.ReplyErrorCode)
+		// STARTTLS before PREINIT: SERVER_ERROR 6.
+		st := n.StartTLS()
+		c.send(st)
+		c.expectError(wire.ErrPreinitRequired, &st.Seq)
+		// ECHO before INIT: 11.
+		e := n.Echo()
+		c.send(e)
+		c.expectError(wire.ErrInitRequired, &e.Seq)
+	})
 }
 
 func TestStartTLSWithTLSOffDisconnects(t *testing.T) {
-	c := dial(t, start(t, nil))
-	n := client.NewNode(client.Settings{Cluster: "c"})
-	c.send(n.Preinit())
-	c.read()
-	c.send(n.StartTLS())
-	c.expectClosed()
+	inBothModes(t, func(t *testing.T) {
+		c := dial(t, start(t, nil))
+		n := client.NewNode(client.Settings{Cluster: "c"})
+		c.send(n.Preinit())
+		c.read()
+		c.send(n.StartTLS())
+		c.expectClosed()
+	})
 }
 
 func TestTLSRequiredGatesMessages(t *testing.T) {
@@ -213,21 +235,23 @@ func TestTLSRequiredGatesMessages(t *testing.T) {
 }
 
 func TestEchoIsAByteCopy(t *testing.T) {
-	c := dial(t, start(t, nil))
-	c.initNode("c", 1, 8000)
-	// An echo request padded with 5000 unknown empty options (fact 9).
-	body := mustHex("0000000400000007")
-	for i := 0; i < 5000; i++ {
-		body = append(body, 0x03, 0xe7, 0, 0)
-	}
-	req := append(mustHex("0008"), 0, 0, 0, 0)
-	req[2], req[3], req[4], req[5] = byte(len(body)>>24), byte(len(body)>>16), byte(len(body)>>8), byte(len(body))
-	req = append(req, body...)
-	c.write(req)
-	_, raw := c.read()
-	require.Len(t, raw, 20014)
-	require.Equal(t, byte(wire.MsgEchoReply), raw[1])
-	require.Equal(t, req[2:], raw[2:])
+	inBothModes(t, func(t *testing.T) {
+		c := dial(t, start(t, nil))
+		c.initNode("c", 1, 8000)
+		// An echo request padded with 5000 unknown empty options (fact 9).
+		body := mustHex("0000000400000007")
+		for i := 0; i < 5000; i++ {
+			body = append(body, 0x03, 0xe7, 0, 0)
+		}
+		req := append(mustHex("0008"), 0, 0, 0, 0)
+		req[2], req[3], req[4], req[5] = byte(len(body)>>24), byte(len(body)>>16), byte(len(body)>>8), byte(len(body))
+		req = append(req, body...)
+		c.write(req)
+		_, raw := c.read()
+		require.Len(t, raw, 20014)
+		require.Equal(t, byte(wire.MsgEchoReply), raw[1])
+		require.Equal(t, req[2:], raw[2:])
+	})
 }
 
 func TestSecondInitCollidesWithItself(t *testing.T) {
@@ -239,100 +263,111 @@ func TestSecondInitCollidesWithItself(t *testing.T) {
 }
 
 func TestDeadPeerDetection(t *testing.T) {
-	srv := start(t, func(c *server.Config) { c.Engine.HeartbeatMin = 100 })
-	c := dial(t, srv)
-	c.initNode("c", 1, 200)
-	begin := time.Now()
-	// Skipped messages are no sign of life: they must not delay DPD.
-	c.write(mustHex("0063" + "00000000"))
-	c.expectError(wire.ErrNoError, nil)
-	c.expectClosed()
-	// 1.5 x 200 ms after the last complete message.
-	require.GreaterOrEqual(t, time.Since(begin), 300*time.Millisecond)
+	inBothModes(t, func(t *testing.T) {
+		srv := start(t, func(c *server.Config) { c.Engine.HeartbeatMin = 100 })
+		c := dial(t, srv)
+		c.initNode("c", 1, 200)
+		begin := time.Now()
+		// Skipped messages are no sign of life: they must not delay DPD.
+		c.write(mustHex("0063" + "00000000"))
+		c.expectError(wire.ErrNoError, nil)
+		c.expectClosed()
+		// 1.5 x 200 ms after the last complete message.
+		require.GreaterOrEqual(t, time.Since(begin), 300*time.Millisecond)
+	})
 }
 
 func TestMaxClients(t *testing.T) {
-	srv := start(t, func(c *server.Config) { c.MaxClients = 2 })
-	a, b := dial(t, srv), dial(t, srv)
-	n := client.NewNode(client.Settings{Cluster: "c"})
-	for _, c := range []*rawClient{a, b} {
-		c.send(n.Preinit())
-		c.read()
-	}
-	third := dial(t, srv)
-	third.expectClosed()
-	// A slot frees up when a client leaves.
-	a.nc.Close()
-	require.Eventually(t, func() bool { return srv.NumConnections() == 1 }, 5*time.Second, 5*time.Millisecond)
-	d := dial(t, srv)
-	d.send(n.Preinit())
-	m, _ := d.read()
-	require.Equal(t, wire.MsgPreinitReply, m.Type)
+	inBothModes(t, func(t *testing.T) {
+		srv := start(t, func(c *server.Config) { c.MaxClients = 2 })
+		a, b := dial(t, srv), dial(t, srv)
+		n := client.NewNode(client.Settings{Cluster: "c"})
+		for _, c := range []*rawClient{a, b} {
+			c.send(n.Preinit())
+			c.read()
+		}
+		third := dial(t, srv)
+		third.expectClosed()
+		// A slot frees up when a client leaves.
+		a.nc.Close()
+		require.Eventually(t, func() bool { return srv.NumConnections() == 1 }, 5*time.Second, 5*time.Millisecond)
+		d := dial(t, srv)
+		d.send(n.Preinit())
+		m, _ := d.read()
+		require.Equal(t, wire.MsgPreinitReply, m.Type)
+	})
 }
 
 func TestClientThatNeverReadsIsDropped(t *testing.T) {
-	srv := start(t, nil)
-	c := dial(t, srv)
-	c.initNode("c", 1, 8000)
-	// 32 KB echo requests, never reading the replies: once the kernel
-	// buffers and the 32-message queue are full the server drops us.
-	body := mustHex("0000000400000001")
-	pad := make([]byte, 32768-wire.HeaderSize-len(body)-4)
-	body = append(body, 0x03, 0xe7, byte(len(pad)>>8), byte(len(pad)))
-	body = append(body, pad...)
-	req := append([]byte{0, 8, 0, 0, byte(len(body) >> 8), byte(len(body))}, body...)
-	_ = c.nc.SetWriteDeadline(time.Now().Add(20 * time.Second))
-	var err error
-	for i := 0; i < 20000 && err == nil; i++ {
-		_, err = c.nc.Write(req)
-	}
-	require.Error(t, err, "server kept a client that never reads")
-	require.False(t, isTimeout(err), "write blocked instead of the server closing: %v", err)
-	// Other clients are still served.
-	d := dial(t, srv)
-	d.initNode("c2", 1, 8000)
+	inBothModes(t, func(t *testing.T) {
+		srv := start(t, nil)
+		c := dial(t, srv)
+		c.initNode("c", 1, 8000)
+		// 32 KB echo requests, never reading the replies: once the kernel
+		// buffers and the 32-message queue are full the server drops us.
+		body := mustHex("0000000400000001")
+		pad := make([]byte, 32768-wire.HeaderSize-len(body)-4)
+		body = append(body, 0x03, 0xe7, byte(len(pad)>>8), byte(len(pad)))
+		body = append(body, pad...)
+		req := append([]byte{0, 8, 0, 0, byte(len(body) >> 8), byte(len(body))}, body...)
+		_ = c.nc.SetWriteDeadline(time.Now().Add(20 * time.Second))
+		var err error
+		for i := 0; i < 20000 && err == nil; i++ {
+			_, err = c.nc.Write(req)
+		}
+		require.Error(t, err, "server kept a client that never reads")
+		require.False(t, isTimeout(err), "write blocked instead of the server closing: %v", err)
+		// Other clients are still served.
+		d := dial(t, srv)
+		d.initNode("c2", 1, 8000)
+	})
 }
 
 func TestHalfCloseAfterPreinit(t *testing.T) {
-	srv := start(t, nil)
-	c := dial(t, srv)
-	n := client.NewNode(client.Settings{Cluster: "c"})
-	c.send(n.Preinit())
-	require.NoError(t, c.nc.(*net.TCPConn).CloseWrite())
-	// Whatever was queued, the connection ends and the server forgets it.
-	_, _ = io.Copy(io.Discard, c.br)
-	require.Eventually(t, func() bool { return srv.NumConnections() == 0 }, 5*time.Second, 5*time.Millisecond)
+	inBothModes(t, func(t *testing.T) {
+		srv := start(t, nil)
+		c := dial(t, srv)
+		n := client.NewNode(client.Settings{Cluster: "c"})
+		c.send(n.Preinit())
+		require.NoError(t, c.nc.(*net.TCPConn).CloseWrite())
+		// Whatever was queued, the connection ends and the server forgets it.
+		_, _ = io.Copy(io.Discard, c.br)
+		require.Eventually(t, func() bool { return srv.NumConnections() == 0 }, 5*time.Second, 5*time.Millisecond)
+	})
 }
 
 func TestShutdownClosesClientsAndLeaksNoGoroutines(t *testing.T) {
-	before := runtime.NumGoroutine()
-	cfg := server.DefaultConfig()
-	cfg.Host, cfg.Port, cfg.Log = "127.0.0.1", 0, zerolog.Nop()
-	cfg.Engine.TLS = wire.TLSUnsupported
-	srv := server.New(cfg)
-	ln, err := srv.Listen()
-	require.NoError(t, err)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	var conns []*rawClient
-	for i := 0; i < 20; i++ {
-		c := dial(t, srv)
-		c.initNode("c", uint32(i+1), 8000)
-		conns = append(conns, c)
-	}
-	srv.Shutdown()
-	require.NoError(t, <-served)
-	for _, c := range conns {
-		c.expectClosed()
-	}
-	// Not require.Eventually: it runs its condition in a goroutine of its own.
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-		runtime.Gosched()
-		time.Sleep(time.Millisecond) // goroutines end on their own schedule; there is nothing to wait on
-	}
-	if runtime.NumGoroutine() > before {
-		buf := make([]byte, 1<<20)
-		t.Fatalf("goroutines: before %d, now %d\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
-	}
+	inBothModes(t, func(t *testing.T) {
+		before := runtime.NumGoroutine()
+		cfg := server.DefaultConfig()
+		cfg.Host, cfg.Port, cfg.Log = "127.0.0.1", 0, zerolog.Nop()
+		cfg.Engine.TLS = wire.TLSUnsupported
+		cfg.NoEpoll = strings.HasSuffix(t.Name(), "/goroutines")
+		srv := server.New(cfg)
+		ln, err := srv.Listen()
+		require.NoError(t, err)
+		served := make(chan error, 1)
+		go func() { served <- srv.Serve(ln) }()
+		var conns []*rawClient
+		for i := 0; i < 20; i++ {
+			c := dial(t, srv)
+			c.initNode("c", uint32(i+1), 8000)
+			conns = append(conns, c)
+		}
+		srv.Shutdown()
+		require.NoError(t, <-served)
+		for _, c := range conns {
+			c.expectClosed()
+		}
+		// Not require.Eventually: it runs its condition in a goroutine of its own.
+		deadline := time.Now().Add(5 * time.Second)
+		for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+			runtime.Gosched()
+			time.Sleep(time.Millisecond) // goroutines end on their own schedule; there is nothing to wait on
+		}
+		if runtime.NumGoroutine() > before {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("goroutines: before %d, now %d\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
+		}
+	})
 }

@@ -116,12 +116,14 @@ func dialNode(t *testing.T, env *tlsEnv, cluster string) *client.Conn {
 }
 
 func TestTLSClientWithRightCertificate(t *testing.T) {
-	env := startTLS(t, wire.TLSSupportedOn, true)
-	c := dialNode(t, env, "pve")
-	require.NoError(t, c.Handshake(wire.RingID{NodeID: 1, Seq: 4}, clientTLS(env.ca, clientCert(t, env.ca, "pve", time.Now().Add(-time.Hour)))))
-	var st engineState
-	st.read(t, env.srv)
-	require.Equal(t, []string{"pve/1 tls verified"}, st.clients)
+	inBothModes(t, func(t *testing.T) {
+		env := startTLS(t, wire.TLSSupportedOn, true)
+		c := dialNode(t, env, "pve")
+		require.NoError(t, c.Handshake(wire.RingID{NodeID: 1, Seq: 4}, clientTLS(env.ca, clientCert(t, env.ca, "pve", time.Now().Add(-time.Hour)))))
+		var st engineState
+		st.read(t, env.srv)
+		require.Equal(t, []string{"pve/1 tls verified"}, st.clients)
+	})
 }
 
 func TestTLSCertificateForAnotherClusterIsRefused(t *testing.T) {
@@ -170,15 +172,17 @@ func TestTLSClientWithoutCertificateWhenRequired(t *testing.T) {
 }
 
 func TestPlainClientServedOnlyInModeOn(t *testing.T) {
-	env := startTLS(t, wire.TLSSupportedOn, true)
-	c := dialNode(t, env, "pve")
-	require.NoError(t, c.Handshake(wire.RingID{NodeID: 1, Seq: 4}, nil), "mode on serves a client that skips STARTTLS")
+	inBothModes(t, func(t *testing.T) {
+		env := startTLS(t, wire.TLSSupportedOn, true)
+		c := dialNode(t, env, "pve")
+		require.NoError(t, c.Handshake(wire.RingID{NodeID: 1, Seq: 4}, nil), "mode on serves a client that skips STARTTLS")
 
-	env = startTLS(t, wire.TLSRequired, true)
-	c = dialNode(t, env, "pve")
-	err := c.Handshake(wire.RingID{NodeID: 1, Seq: 4}, nil)
-	require.ErrorIs(t, err, client.ErrRefused)
-	require.Contains(t, err.Error(), "error=3")
+		env = startTLS(t, wire.TLSRequired, true)
+		c = dialNode(t, env, "pve")
+		err := c.Handshake(wire.RingID{NodeID: 1, Seq: 4}, nil)
+		require.ErrorIs(t, err, client.ErrRefused)
+		require.Contains(t, err.Error(), "error=3")
+	})
 }
 
 // pipeliningConn holds back the STARTTLS message and sends it together
@@ -206,28 +210,30 @@ func (p *pipeliningConn) Write(b []byte) (int, error) {
 }
 
 func TestStartTLSWithPipelinedClientHello(t *testing.T) {
-	env := startTLS(t, wire.TLSSupportedOn, true)
-	nc, err := net.Dial("tcp", env.srv.Addr().String())
-	require.NoError(t, err)
-	defer nc.Close()
-	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
-	n := tlsNode("pve")
-	_, err = nc.Write(n.Preinit().Append(nil))
-	require.NoError(t, err)
-	m, _, err := client.ReadMsg(nc)
-	require.NoError(t, err)
-	require.Equal(t, wire.MsgPreinitReply, m.Type)
-	pc := &pipeliningConn{Conn: nc}
-	_, err = pc.Write(n.StartTLS().Append(nil))
-	require.NoError(t, err)
-	tc := tls.Client(pc, clientTLS(env.ca, clientCert(t, env.ca, "pve", time.Now().Add(-time.Hour))))
-	require.NoError(t, tc.Handshake())
-	_, err = tc.Write(n.Init(wire.RingID{NodeID: 1, Seq: 4}).Append(nil))
-	require.NoError(t, err)
-	m, _, err = client.ReadMsg(tc)
-	require.NoError(t, err)
-	require.Equal(t, wire.MsgInitReply, m.Type)
-	require.Equal(t, wire.ErrNoError, m.ReplyErrorCode)
+	inBothModes(t, func(t *testing.T) {
+		env := startTLS(t, wire.TLSSupportedOn, true)
+		nc, err := net.Dial("tcp", env.srv.Addr().String())
+		require.NoError(t, err)
+		defer nc.Close()
+		_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
+		n := tlsNode("pve")
+		_, err = nc.Write(n.Preinit().Append(nil))
+		require.NoError(t, err)
+		m, _, err := client.ReadMsg(nc)
+		require.NoError(t, err)
+		require.Equal(t, wire.MsgPreinitReply, m.Type)
+		pc := &pipeliningConn{Conn: nc}
+		_, err = pc.Write(n.StartTLS().Append(nil))
+		require.NoError(t, err)
+		tc := tls.Client(pc, clientTLS(env.ca, clientCert(t, env.ca, "pve", time.Now().Add(-time.Hour))))
+		require.NoError(t, tc.Handshake())
+		_, err = tc.Write(n.Init(wire.RingID{NodeID: 1, Seq: 4}).Append(nil))
+		require.NoError(t, err)
+		m, _, err = client.ReadMsg(tc)
+		require.NoError(t, err)
+		require.Equal(t, wire.MsgInitReply, m.Type)
+		require.Equal(t, wire.ErrNoError, m.ReplyErrorCode)
+	})
 }
 
 // engineState is a snapshot of the engine's clients, read through Do.

@@ -1,0 +1,17 @@
+//go:build !linux
+
+package server
+
+import "errors"
+
+// poller is Linux's epoll loop; elsewhere every connection is read by a
+// goroutine of its own.
+type poller struct{}
+
+func newPoller(*Server) (*poller, error) { return nil, errors.New("no epoll on this system") }
+
+func (*poller) add(*conn) error                  { return errors.New("no poller") }
+func (*poller) handOff(*conn, chan bool, []byte) {}
+func (*poller) forget(*conn)                     {}
+func (*poller) run()                             {}
+func (*poller) close()                           {}
