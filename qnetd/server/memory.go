@@ -37,9 +37,10 @@ func DaemonGCPercent() int {
 	return 25
 }
 
-// Departures large enough to be worth a forced collection.
+// Departures worth a forced collection: at least half of a busy server's
+// clients, quiet for returnQuiet.
 const (
-	returnMinPeak = 256
+	returnMinPeak = BusyClients
 	returnQuiet   = time.Second // after the last departure
 )
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -369,5 +370,31 @@ func TestShutdownClosesClientsAndLeaksNoGoroutines(t *testing.T) {
 			buf := make([]byte, 1<<20)
 			t.Fatalf("goroutines: before %d, now %d\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
 		}
+	})
+}
+
+func TestBusyServerCollectsMoreOftenAndReturnsMemoryWhenClientsLeave(t *testing.T) {
+	inBothModes(t, func(t *testing.T) {
+		defer debug.SetGCPercent(debug.SetGCPercent(100))
+		logs := &syncBuffer{}
+		srv := start(t, func(c *server.Config) {
+			c.Log = zerolog.New(logs).Level(zerolog.DebugLevel)
+			c.BusyGCPercent = 40
+		})
+		var conns []net.Conn
+		for i := 0; i < server.BusyClients; i++ {
+			nc, err := net.Dial("tcp", srv.Addr().String())
+			require.NoError(t, err)
+			conns = append(conns, nc)
+		}
+		require.Eventually(t, func() bool { return strings.Contains(logs.String(), "garbage collection keeps less garbage") }, 10*time.Second, 5*time.Millisecond)
+		require.Equal(t, 40, debug.SetGCPercent(100), "the busy server's GC percent")
+		require.NotContains(t, logs.String(), "memory returned")
+		for _, nc := range conns {
+			nc.Close()
+		}
+		require.Eventually(t, func() bool {
+			return strings.Contains(logs.String(), "many clients left; memory returned to the system")
+		}, 10*time.Second, 5*time.Millisecond)
 	})
 }
