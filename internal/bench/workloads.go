@@ -245,16 +245,11 @@ func Idle(s *Server, p Params) (*Result, error) {
 	}
 	_ = ResetPeak(s.PID())
 	r.RSSIdleMB = mb(idle.RSS)
-	f, err := NewFleet(FleetConfig{Addr: s.Addr, Prefix: "i", Clusters: clusters, Nodes: n, Heartbeat: p.Heartbeat,
-		TLS: s.ClientTLS, ReconnectPause: p.ReconnectPause, Concurrency: 64})
+	f, err := connectVoted(s, p, "i", clusters, n)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	f.Start()
-	if _, err := f.WaitAllAcked(p.Timeout); err != nil {
-		return nil, err
-	}
 	r.Voted = f.Acked()
 	time.Sleep(f.Config.Heartbeat) // the connect work is over, every node has sent an echo
 	a, _ := s.Stats()
@@ -267,6 +262,22 @@ func Idle(s *Server, p Params) (*Result, error) {
 	return r, nil
 }
 
+// connectVoted connects a fleet with 64 connections in flight (the
+// connecting is not what is measured) and waits until every node voted.
+func connectVoted(s *Server, p Params, prefix string, clusters, nodes int) (*Fleet, error) {
+	f, err := NewFleet(FleetConfig{Addr: s.Addr, Prefix: prefix, Clusters: clusters, Nodes: nodes, Heartbeat: p.Heartbeat,
+		TLS: s.ClientTLS, ReconnectPause: p.ReconnectPause, Concurrency: 64})
+	if err != nil {
+		return nil, err
+	}
+	f.Start()
+	if _, err := f.WaitAllAcked(p.Timeout); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
 // Splits connects N clusters x K nodes (bounded concurrency, not
 // measured) and then splits and heals random clusters at a fixed rate for
 // SplitsFor, measuring each decision's latency.
@@ -277,16 +288,11 @@ func Splits(s *Server, p Params) (*Result, error) {
 		return nil, err
 	}
 	r.RSSIdleMB = mb(idle.RSS)
-	f, err := NewFleet(FleetConfig{Addr: s.Addr, Prefix: "s", Clusters: p.Clusters, Nodes: p.Nodes, Heartbeat: p.Heartbeat,
-		TLS: s.ClientTLS, ReconnectPause: p.ReconnectPause, Concurrency: 64})
+	f, err := connectVoted(s, p, "s", p.Clusters, p.Nodes)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	f.Start()
-	if _, err := f.WaitAllAcked(p.Timeout); err != nil {
-		return nil, err
-	}
 	r.Voted = f.Acked()
 	_ = ResetPeak(s.PID())
 	lat, errs, elapsed, cpu := RunSplits(f, s, p.Rate, p.SplitsFor)
