@@ -74,10 +74,7 @@ func (s *Server) sweepDPD() {
 			s.cfg.Hooks.DPDTimeout()
 		}
 		s.log.Info().Str("addr", c.addr).Str("cluster", c.cluster).Dur("interval", time.Duration(c.dpd.Load())).Msg("client sent no message within the dead peer interval, disconnecting")
-		delete(s.conns, c.id)
-		c.close()
-		s.apply(s.eng.Disconnect(c.id), nil)
-		s.left()
+		s.apply(s.lost(c), nil)
 	}
 	if next > 0 {
 		s.armSweep(next)

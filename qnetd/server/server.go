@@ -325,10 +325,7 @@ func (s *Server) loop() {
 		case evClosed:
 			if s.conns[ev.c.id] == ev.c {
 				s.log.Debug().Str("addr", ev.c.addr).Str("reason", ev.reason).Msg("client disconnected")
-				delete(s.conns, ev.c.id)
-				ev.c.close()
-				acts = s.eng.Disconnect(ev.c.id)
-				s.left()
+				acts = s.lost(ev.c)
 			}
 		case evTimer:
 			acts = s.eng.Timer(ev.c.id, ev.timer, ev.gen)
@@ -349,6 +346,14 @@ func (s *Server) loop() {
 		}
 		s.apply(acts, ev.startTLS)
 	}
+}
+
+// lost closes a connection the engine still knows, and tells the engine.
+func (s *Server) lost(c *conn) []engine.Action {
+	delete(s.conns, c.id)
+	c.close()
+	s.left()
+	return s.eng.Disconnect(c.id)
 }
 
 // apply performs the engine's actions. Connections that cannot take a
@@ -405,10 +410,7 @@ func (s *Server) apply(acts []engine.Action, startTLS chan bool) {
 		for _, c := range drop {
 			if s.conns[c.id] == c {
 				s.log.Debug().Str("addr", c.addr).Msg("client disconnected: cannot write to it")
-				delete(s.conns, c.id)
-				c.close()
-				acts = append(acts, s.eng.Disconnect(c.id)...)
-				s.left()
+				acts = append(acts, s.lost(c)...)
 			}
 		}
 		drop = nil
