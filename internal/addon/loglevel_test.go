@@ -2,9 +2,9 @@ package addon
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -13,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/qnetd-addon/qnetd/internal/daemon"
 	"github.com/qnetd-addon/qnetd/qnetd/client"
 	"github.com/qnetd-addon/qnetd/qnetd/wire"
 )
@@ -23,12 +24,32 @@ import (
 type syncBuffer struct {
 	mu sync.Mutex
 	b  strings.Builder
+	// match, when set, is looked for after every write; its first match
+	// (with submatches) goes to found.
+	match *regexp.Regexp
+	found chan []string
 }
+
+// watchFor is a buffer that reports the first line matching re.
+func watchFor(re *regexp.Regexp) *syncBuffer {
+	return &syncBuffer{match: re, found: make(chan []string, 1)}
+}
+
+// startedLine is the daemon's start line with the qnetd and status page
+// addresses.
+var startedLine = regexp.MustCompile(`corosync-qnetd started .*\baddr=(\S+).*\bstatus_page=(\S+)`)
 
 func (s *syncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.b.Write(p)
+	n, err := s.b.Write(p)
+	if s.match != nil {
+		if m := s.match.FindStringSubmatch(s.b.String()); m != nil {
+			s.found <- m
+			s.match = nil
+		}
+	}
+	return n, err
 }
 
 func (s *syncBuffer) String() string {
@@ -52,27 +73,30 @@ func TestLogLevels(t *testing.T) {
 		t.Run(level, func(t *testing.T) {
 			dir := t.TempDir()
 			p := Paths{Options: filepath.Join(dir, "options.json"), Data: dir, Config: dir, RunDir: filepath.Join(dir, "run"),
-				User: "", IngressAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), NSSLink: ""}
+				User: "", NSSLink: ""}
 			o := Defaults()
-			o.Port, o.LogLevel, o.PairingEnabled = freePort(t), level, false
+			o.LogLevel, o.PairingEnabled = level, false
 			var buf syncBuffer
 			log := NewLogger(&buf, level)
 			require.NoError(t, Init(p, o, log))
+			// The add-on's own translation of its options, on sockets bound
+			// here (port 0), so that a failed start says why at once.
+			cfg := DaemonConfig(p, o, log)
+			cfg.Listener = listen(t)
+			cfg.Web.Listener = listen(t)
+			d, err := daemon.Start(cfg)
+			require.NoError(t, err, "start at level %s:\n%s", level, buf.String())
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
-			go func() { done <- Run(ctx, p, o, log) }()
-			addr := fmt.Sprintf("127.0.0.1:%d", o.Port)
-			var c *client.Conn
-			require.Eventually(t, func() bool {
-				var err error
-				c, err = client.Dial(addr, client.NewNode(client.Settings{Cluster: "c", NodeID: 1, Algorithm: wire.AlgoFFSplit,
-					TieBreaker: wire.TieBreaker{Mode: wire.TieBreakerLowest}, Heartbeat: 8000, KAP: true}), time.Second)
-				return err == nil
-			}, 10*time.Second, 20*time.Millisecond)
+			go func() { done <- d.Wait(ctx) }()
+			addr := d.Addr().String()
+			c, err := client.Dial(addr, client.NewNode(client.Settings{Cluster: "c", NodeID: 1, Algorithm: wire.AlgoFFSplit,
+				TieBreaker: wire.TieBreaker{Mode: wire.TieBreakerLowest}, Heartbeat: 8000, KAP: true}), 5*time.Second)
+			require.NoError(t, err)
 			// info + debug + trace: a plain node joins and gets a vote.
 			require.NoError(t, c.Handshake(wire.RingID{NodeID: 1, Seq: 4}, nil))
 			nodes := []wire.NodeInfo{{NodeID: 1}, {NodeID: 2}}
-			_, err := c.Call(c.Node.Config(nodes, true, nil))
+			_, err = c.Call(c.Node.Config(nodes, true, nil))
 			require.NoError(t, err)
 			_, err = c.Call(c.Node.Membership(wire.RingID{NodeID: 1, Seq: 4}, nodes, wire.HeuristicsUndefined))
 			require.NoError(t, err)
@@ -86,7 +110,12 @@ func TestLogLevels(t *testing.T) {
 			_, _, _ = client.ReadMsg(bad)
 			bad.Close()
 			cancel()
-			require.NoError(t, <-done)
+			select {
+			case err := <-done:
+				require.NoError(t, err, "the daemon's exit at level %s:\n%s", level, buf.String())
+			case <-time.After(10 * time.Second):
+				t.Fatalf("the daemon did not stop at level %s:\n%s", level, buf.String())
+			}
 
 			seen := map[string]bool{}
 			for _, line := range strings.Split(buf.String(), "\n") {
@@ -104,4 +133,13 @@ func TestLogLevels(t *testing.T) {
 			require.Equal(t, expect, got, "log level %s:\n%s", level, buf.String())
 		})
 	}
+}
+
+// listen binds a loopback port for a daemon that takes a listener.
+func listen(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	return ln
 }

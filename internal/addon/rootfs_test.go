@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -61,19 +60,12 @@ func binary(t *testing.T) string {
 	return binPath
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 type sandbox struct {
-	t           *testing.T
-	root        string // host side of the sandbox's writable dirs
-	ingressPort int
-	qnetdPort   int
+	t    *testing.T
+	root string // host side of the sandbox's writable dirs
+	// webAddr is the status page's address, read from the daemon's start
+	// line: the daemon binds port 0, so no port is guessed.
+	webAddr string
 }
 
 const withContenv = `#!/bin/sh
@@ -102,7 +94,7 @@ func newSandbox(t *testing.T, options string) *sandbox {
 	if os.Geteuid() != 0 {
 		t.Skip("the sandbox runs the daemon as root, as the container does")
 	}
-	sb := &sandbox{t: t, root: t.TempDir(), ingressPort: freePort(t), qnetdPort: freePort(t)}
+	sb := &sandbox{t: t, root: t.TempDir()}
 	for _, d := range []string{"data", "config", "command", "run/s6/basedir/bin", "run/s6-linux-init-container-results", "tmp"} {
 		require.NoError(t, os.MkdirAll(filepath.Join(sb.root, d), 0o755))
 	}
@@ -112,7 +104,7 @@ func newSandbox(t *testing.T, options string) *sandbox {
 	write("command/with-contenv", withContenv, 0o755)
 	write("command/bashio", bashioStandIn, 0o755)
 	write("run/s6/basedir/bin/halt", haltStandIn, 0o755)
-	write("data/options.json", strings.ReplaceAll(options, "PORT", strconv.Itoa(sb.qnetdPort)), 0o644)
+	write("data/options.json", options, 0o644)
 	data, err := os.ReadFile(binary(t))
 	require.NoError(t, err)
 	write("command/qnetd", string(data), 0o755)
@@ -139,7 +131,8 @@ func (sb *sandbox) cmd(argv ...string) *exec.Cmd {
 		"--ro-bind", filepath.Join(sb.root, "command"), "/command",
 		"--proc", "/proc", "--dev", "/dev",
 		"--setenv", "PATH", "/command:/usr/bin:/usr/sbin",
-		"--setenv", "QNETD_ADDON_INGRESS_ADDR", "127.0.0.1:" + strconv.Itoa(sb.ingressPort),
+		"--setenv", "QNETD_ADDON_INGRESS_ADDR", "127.0.0.1:0",
+		"--setenv", "QNETD_ADDON_LISTEN", "127.0.0.1:0",
 		"--setenv", "QNETD_ADDON_NSS_LINK", "/tmp/etc-corosync/qnetd/nssdb",
 		"--setenv", "QNETD_ADDON_RUN", "/run/corosync-qnetd",
 	}
@@ -149,7 +142,7 @@ func (sb *sandbox) cmd(argv ...string) *exec.Cmd {
 }
 
 func (sb *sandbox) health() (int, string) {
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/health", sb.ingressPort))
+	resp, err := http.Get("http://" + sb.webAddr + "/health")
 	if err != nil {
 		return 0, err.Error()
 	}
@@ -159,7 +152,7 @@ func (sb *sandbox) health() (int, string) {
 	return resp.StatusCode, b.String()
 }
 
-const goodOptions = `{"port":PORT,"log_level":"info","tls_enabled":true,"pairing_enabled":false,"pairing_port":22,"authorized_keys":[]}`
+const goodOptions = `{"port":5403,"log_level":"info","tls_enabled":true,"pairing_enabled":false,"pairing_port":22,"authorized_keys":[]}`
 
 func TestRootfsInitRunHealthAndStop(t *testing.T) {
 	sb := newSandbox(t, goodOptions)
@@ -171,26 +164,24 @@ func TestRootfsInitRunHealthAndStop(t *testing.T) {
 	require.FileExists(t, filepath.Join(sb.root, "data/nssdb/qnetd-cacert.crt"))
 
 	run := sb.cmd("/etc/s6-overlay/s6-rc.d/qnetd/run")
-	var log syncBuffer
-	run.Stdout, run.Stderr = &log, &log
+	log := watchFor(startedLine)
+	run.Stdout, run.Stderr = log, log
 	require.NoError(t, run.Start())
 	exited := make(chan error, 1)
 	go func() { exited <- run.Wait() }()
 	defer func() { _ = syscall.Kill(-run.Process.Pid, syscall.SIGKILL) }()
 
-	// The daemon gives no readiness signal but /health itself: wait for it.
-	deadline := time.Now().Add(20 * time.Second)
-	code, body := 0, ""
-	for time.Now().Before(deadline) {
-		if code, body = sb.health(); code == http.StatusOK {
-			break
-		}
-		select {
-		case err := <-exited:
-			t.Fatalf("daemon exited early (%v):\n%s", err, log.String())
-		case <-time.After(50 * time.Millisecond):
-		}
+	// Every socket is bound once the start line is logged; it names the
+	// status page's address.
+	select {
+	case m := <-log.found:
+		sb.webAddr = m[2]
+	case err := <-exited:
+		t.Fatalf("daemon exited early (%v):\n%s", err, log.String())
+	case <-time.After(20 * time.Second):
+		t.Fatalf("daemon did not start:\n%s", log.String())
 	}
+	code, body := sb.health()
 	require.Equal(t, http.StatusOK, code, "%s\n%s", body, log.String())
 	require.JSONEq(t, `{"status":"ok","checks":{"engine":"ok","listener":"ok","pki":"ok"}}`, body)
 
@@ -199,7 +190,7 @@ func TestRootfsInitRunHealthAndStop(t *testing.T) {
 	require.NoError(t, err, "%s", out)
 	require.Contains(t, string(out), "TLS:\t\t\t\tSupported (client certificate required)\n")
 	// The status page is served on the ingress port.
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", sb.ingressPort))
+	resp, err := http.Get("http://" + sb.webAddr + "/")
 	require.NoError(t, err)
 	page, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()

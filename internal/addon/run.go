@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"syscall"
@@ -19,13 +18,11 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/qnetd-addon/qnetd/internal/adminipc"
+	"github.com/qnetd-addon/qnetd/internal/daemon"
 	"github.com/qnetd-addon/qnetd/internal/pairing"
 	"github.com/qnetd-addon/qnetd/internal/pki"
-	"github.com/qnetd-addon/qnetd/internal/qnetdcmd"
 	"github.com/qnetd-addon/qnetd/internal/status"
 	"github.com/qnetd-addon/qnetd/internal/version"
-	"github.com/qnetd-addon/qnetd/internal/web"
-	"github.com/qnetd-addon/qnetd/qnetd/engine"
 	"github.com/qnetd-addon/qnetd/qnetd/server"
 	"github.com/qnetd-addon/qnetd/qnetd/wire"
 )
@@ -39,6 +36,9 @@ type Paths struct {
 	RunDir      string `env:"QNETD_ADDON_RUN" envDefault:"/var/run/corosync-qnetd"`
 	User        string `env:"QNETD_ADDON_USER" envDefault:"coroqnetd"`
 	IngressAddr string `env:"QNETD_ADDON_INGRESS_ADDR"`
+	// ListenAddr, when set (host:port), replaces the port option's
+	// listen address: tests bind port 0 and read the port from the log.
+	ListenAddr string `env:"QNETD_ADDON_LISTEN"`
 	// NSSLink is upstream's certificate path, linked to the data dir so
 	// that tools run inside the container find the files there.
 	NSSLink string `env:"QNETD_ADDON_NSS_LINK" envDefault:"/etc/corosync/qnetd/nssdb"`
@@ -59,6 +59,13 @@ func LoadPaths(environ map[string]string) (Paths, error) {
 	err := env.ParseWithOptions(&p, env.Options{Environment: environ})
 	if p.IngressAddr == "" {
 		p.IngressAddr = ":" + strconv.Itoa(IngressPort)
+	}
+	if err == nil && p.ListenAddr != "" {
+		if _, port, serr := net.SplitHostPort(p.ListenAddr); serr != nil {
+			err = fmt.Errorf("QNETD_ADDON_LISTEN %q: want host:port: %w", p.ListenAddr, serr)
+		} else if _, aerr := strconv.ParseUint(port, 10, 16); aerr != nil {
+			err = fmt.Errorf("QNETD_ADDON_LISTEN %q: want a port from 0 to 65535", p.ListenAddr)
+		}
 	}
 	return p, err
 }
@@ -203,19 +210,8 @@ func linkNSS(p Paths) error {
 	return os.Symlink(p.PKIDir(), p.NSSLink)
 }
 
-// lookupUser returns the uid and gid of name, or ok=false.
-func lookupUser(name string) (uid, gid int, ok bool) {
-	u, err := user.Lookup(name)
-	if err != nil {
-		return 0, 0, false
-	}
-	uid, err1 := strconv.Atoi(u.Uid)
-	gid, err2 := strconv.Atoi(u.Gid)
-	return uid, gid, err1 == nil && err2 == nil
-}
-
 func chownTo(name string, log zerolog.Logger, dirs ...string) error {
-	uid, gid, ok := lookupUser(name)
+	uid, gid, ok := daemon.LookupUser(name)
 	if !ok || os.Geteuid() != 0 {
 		return nil
 	}
@@ -234,132 +230,42 @@ func chownTo(name string, log zerolog.Logger, dirs ...string) error {
 	return nil
 }
 
-// dropPrivileges switches to the unprivileged user once every port is
-// bound: binding below 1024 (the pairing port 22) is the only thing root
-// was needed for, so no capability is kept at all.
-func dropPrivileges(name string, log zerolog.Logger) error {
-	if os.Geteuid() != 0 {
-		return nil
+// DaemonConfig translates the add-on's options into the daemon's
+// configuration.
+func DaemonConfig(p Paths, o Options, log zerolog.Logger) daemon.Config {
+	scfg := server.DefaultConfig()
+	scfg.BusyGCPercent = server.DaemonGCPercent()
+	scfg.Port = o.Port
+	if host, port, err := net.SplitHostPort(p.ListenAddr); err == nil {
+		if n, err := strconv.Atoi(port); err == nil {
+			scfg.Host, scfg.Port = host, n
+		}
 	}
-	uid, gid, ok := lookupUser(name)
-	if !ok {
-		log.Warn().Str("user", name).Msg("user not found, running as root")
-		return nil
+	scfg.Engine.TLS = wire.TLSUnsupported
+	if o.TLSEnabled {
+		scfg.Engine.TLS = wire.TLSSupportedOn
+		scfg.Engine.ClientCertRequired = true
 	}
-	if err := syscall.Setgroups([]int{gid}); err != nil {
-		return fmt.Errorf("setgroups: %w", err)
+	cfg := daemon.Config{
+		Server:   scfg,
+		PKIDir:   p.PKIDir(),
+		LockFile: filepath.Join(p.RunDir, "corosync-qnetd.pid"),
+		IPC:      adminipc.Config{Path: daemon.SocketIn(p.RunDir)},
+		Web:      &daemon.WebConfig{Addr: p.IngressAddr, Publish: homeAssistant(p, log)},
+		User:     p.User,
+		Log:      log,
 	}
-	if err := syscall.Setgid(gid); err != nil {
-		return fmt.Errorf("setgid %d: %w", gid, err)
+	if o.PairingEnabled {
+		cfg.Pairing = &daemon.PairingConfig{Port: o.PairingPort, Endpoint: pairing.Config{DataDir: p.Data, PKIDir: p.PKIDir(),
+			Password: o.PairingPassword, AuthorizedKeys: o.AuthorizedKeys, PublicHost: hostAddress()}}
 	}
-	if err := syscall.Setuid(uid); err != nil {
-		return fmt.Errorf("setuid %d: %w", uid, err)
-	}
-	log.Info().Str("user", name).Int("uid", uid).Msg("running unprivileged")
-	return nil
+	return cfg
 }
 
 // Run starts the daemon with the add-on's options and serves until ctx ends.
 func Run(ctx context.Context, p Paths, o Options, log zerolog.Logger) error {
 	banner(log, p, o)
-	cfg := server.DefaultConfig()
-	cfg.Log = log
-	cfg.BusyGCPercent = server.DaemonGCPercent()
-	cfg.Port = o.Port
-	cfg.Engine.TLS = wire.TLSUnsupported
-	var authority *pki.Authority
-	if o.TLSEnabled {
-		a, err := qnetdcmd.LoadAuthority(p.PKIDir(), log)
-		if err != nil {
-			return fmt.Errorf("TLS: %w", err)
-		}
-		authority = a
-		cfg.Engine.TLS = wire.TLSSupportedOn
-		cfg.TLS = a.TLSConfig(true)
-	}
-
-	// The web side needs the server (to read the engine) and the server
-	// needs the web side's metric hooks: the closure breaks the cycle.
-	var srv *server.Server
-	do := func(ctx context.Context, fn func(*engine.Engine)) error { return srv.Do(ctx, fn) }
-	w := web.New(web.Config{Do: do, PKIRequired: o.TLSEnabled, Log: log})
-	w.SetPKILoaded(authority != nil)
-	rec := status.NewRecorder(time.Now, time.Hour)
-	cfg.Hooks, cfg.Observer = w.Metrics().Hooks(), rec
-	srv = server.New(cfg)
-	ln, err := srv.Listen()
-	if err != nil {
-		return err
-	}
-	w.SetQnetdAddr(ln.Addr().String())
-	info := adminipc.ServerInfo{Port: o.Port, ListenAddr: ln.Addr()}
-
-	ctx, stop := context.WithCancel(ctx)
-	defer stop()
-	ipc, err := adminipc.Listen(adminipc.Config{Path: filepath.Join(p.RunDir, "corosync-qnetd.sock"), Do: do, Info: info,
-		Shutdown: stop, Log: log})
-	if err != nil {
-		ln.Close()
-		return fmt.Errorf("local IPC socket: %w", err)
-	}
-	defer ipc.Close()
-
-	host := hostAddress()
-	var pair *pairing.Server
-	var pln net.Listener
-	if o.PairingEnabled {
-		sock := filepath.Join(p.RunDir, "corosync-qnetd.sock")
-		pair, err = pairing.New(pairing.Config{DataDir: p.Data, PKIDir: p.PKIDir(), Password: o.PairingPassword,
-			AuthorizedKeys: o.AuthorizedKeys, PublicHost: host, Log: log,
-			Tool: func(args []string, stdout, stderr io.Writer) int {
-				return adminipc.ToolMain(append([]string{"-p", sock}, args...), stdout, stderr)
-			}})
-		if err != nil {
-			ln.Close()
-			return fmt.Errorf("pairing endpoint: %w", err)
-		}
-		// Bound now, while still root: port 22 is below 1024.
-		if pln, err = net.Listen("tcp", fmt.Sprintf(":%d", o.PairingPort)); err != nil {
-			ln.Close()
-			return fmt.Errorf("pairing endpoint on port %d (option pairing_port; another SSH server may use it, see DOCS.md): %w", o.PairingPort, err)
-		}
-		defer pair.Close()
-	}
-	page := status.New(status.Config{Do: do, Info: info, Recorder: rec, Pairing: func() status.Pairing { return pairingInfo(o, host, pair) },
-		Publish: homeAssistant(p, log)})
-	page.Register(w.Handle)
-
-	wln, err := net.Listen("tcp", p.IngressAddr)
-	if err != nil {
-		ln.Close()
-		return fmt.Errorf("status page on %s: %w", p.IngressAddr, err)
-	}
-	if err := dropPrivileges(p.User, log); err != nil {
-		return err
-	}
-	hs := &http.Server{Handler: w, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = hs.Serve(wln) }()
-	go func() { _ = ipc.Serve() }()
-	if pair != nil {
-		go func() { _ = pair.Serve(pln) }()
-	}
-	go page.Run(ctx, 2*time.Second)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	log.Info().Str("addr", ln.Addr().String()).Str("status_page", wln.Addr().String()).Msg("corosync-qnetd started")
-	select {
-	case <-ctx.Done():
-		log.Info().Msg("shutting down")
-	case err := <-served:
-		if err != nil {
-			return err
-		}
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = hs.Shutdown(sctx)
-	srv.Shutdown()
-	return nil
+	return daemon.Run(ctx, DaemonConfig(p, o, log))
 }
 
 // homeAssistant publishes entities when the Supervisor gave us a token
@@ -371,19 +277,6 @@ func homeAssistant(p Paths, log zerolog.Logger) func(status.View) {
 	ha := &status.HomeAssistant{BaseURL: p.SupervisorAPI, Token: p.SupervisorToken, Log: log,
 		Client: &http.Client{Timeout: 10 * time.Second}}
 	return ha.Publish
-}
-
-// pairingInfo is what the status page shows for pairing a cluster.
-func pairingInfo(o Options, host string, pair *pairing.Server) status.Pairing {
-	pi := status.Pairing{Enabled: pair != nil, Host: host, Port: o.PairingPort,
-		Command: "pvecm qdevice setup " + host, Fingerprints: []string{}}
-	if pair != nil {
-		pi.Fingerprints = pair.HostKeyFingerprints()
-	}
-	if o.PairingPort != 22 {
-		pi.SSHConfig = pairing.SSHConfigStanza(host, o.PairingPort)
-	}
-	return pi
 }
 
 // hostAddress guesses the address the cluster nodes reach this machine

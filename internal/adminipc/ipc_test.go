@@ -22,6 +22,7 @@ import (
 
 	"github.com/qnetd-addon/qnetd/internal/adminipc"
 	"github.com/qnetd-addon/qnetd/internal/qnetdcmd"
+	"github.com/qnetd-addon/qnetd/internal/upstreamtest"
 	"github.com/qnetd-addon/qnetd/qnetd/client"
 	"github.com/qnetd-addon/qnetd/qnetd/engine"
 	"github.com/qnetd-addon/qnetd/qnetd/server"
@@ -32,16 +33,7 @@ import (
 // when QNETD_REQUIRE_UPSTREAM is set).
 func requireUpstream(t *testing.T, name string) string {
 	t.Helper()
-	for _, p := range []string{"/usr/sbin/" + name, "/usr/bin/" + name} {
-		if st, err := os.Stat(p); err == nil && !st.IsDir() {
-			return p
-		}
-	}
-	if os.Getenv("QNETD_REQUIRE_UPSTREAM") != "" {
-		t.Fatalf("%s is not installed but QNETD_REQUIRE_UPSTREAM is set", name)
-	}
-	t.Skipf("Debian's %s is not installed (make test installs it)", name)
-	return ""
+	return upstreamtest.Binary(t, name)
 }
 
 type ours struct {
@@ -75,7 +67,7 @@ func startOursOn(t *testing.T, host string, mutate func(*adminipc.Config)) *ours
 	o := &ours{addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), srv: srv, shutdown: make(chan struct{})}
 	o.sock = filepath.Join(t.TempDir(), "qnetd.sock")
 	icfg := adminipc.Config{Path: o.sock, MaxClients: 10, MaxReceiveSize: 4096, MaxSendSize: 10 << 20,
-		Do: srv.Do, Shutdown: func() { close(o.shutdown) }, Log: zerolog.Nop(),
+		Status: srv.Status, Shutdown: func() { close(o.shutdown) }, Log: zerolog.Nop(),
 		Info: adminipc.ServerInfo{Host: host, Port: port, ListenAddr: ln.Addr()}}
 	if mutate != nil {
 		mutate(&icfg)
@@ -87,77 +79,13 @@ func startOursOn(t *testing.T, host string, mutate func(*adminipc.Config)) *ours
 	return o
 }
 
-// startUpstream runs Debian's corosync-qnetd -f -d -s off [-l host] on a
-// free port (clients connect over 127.0.0.1) with its IPC socket in a temporary directory. Readiness is its
-// "QNetd ready to provide service" debug line on stderr. The process is
-// stopped when the test ends (IPC shutdown, else SIGTERM, else SIGKILL by PID).
+// startUpstream runs Debian's corosync-qnetd -f -d -s off [-l host]
+// (clients connect over 127.0.0.1) with its IPC socket in a temporary
+// directory, until the test ends.
 func startUpstream(t *testing.T, host string) (addr, sock string) {
 	t.Helper()
-	bin := requireUpstream(t, "corosync-qnetd")
-	dir := t.TempDir()
-	port := freePort(t)
-	sock = filepath.Join(dir, "qnetd.sock")
-	args := []string{"-f", "-d", "-s", "off", "-p", strconv.Itoa(port),
-		"-S", "lock_file=" + filepath.Join(dir, "qnetd.pid") + ",local_socket_file=" + sock}
-	if host != "" {
-		args = append(args, "-l", host)
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stderr, err := cmd.StderrPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	exited := make(chan struct{})
-	ready := make(chan struct{})
-	var logBuf bytes.Buffer
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		signalled := false
-		for sc.Scan() {
-			if !signalled {
-				logBuf.WriteString(sc.Text() + "\n")
-			}
-			if !signalled && strings.Contains(sc.Text(), "QNetd ready to provide service") {
-				signalled = true
-				close(ready)
-			}
-		}
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		// "shutdown" over IPC ends its loop at once; SIGTERM only closes
-		// the IPC socket and the loop then sleeps until the next event.
-		if c, err := net.Dial("unix", sock); err == nil {
-			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-			_, _ = io.WriteString(c, "shutdown \n")
-			_, _ = io.ReadAll(c)
-			c.Close()
-		}
-		select {
-		case <-exited:
-			return
-		case <-time.After(5 * time.Second):
-		}
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		if c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); err == nil {
-			c.Close() // wake its poll loop
-		}
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	})
-	select {
-	case <-ready:
-	case <-exited:
-		t.Fatalf("corosync-qnetd exited early:\n%s", logBuf.String())
-	case <-time.After(10 * time.Second):
-		t.Fatalf("corosync-qnetd did not become ready:\n%s", logBuf.String())
-	}
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), sock
+	q := upstreamtest.Start(t, host)
+	return q.Addr, q.Sock
 }
 
 type simNode struct {
@@ -478,8 +406,8 @@ func TestListenOptions(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "s.sock")
 	require.NoError(t, os.WriteFile(path, []byte("stale"), 0o600))
-	do := func(context.Context, func(*engine.Engine)) error { return nil }
-	s, err := adminipc.Listen(adminipc.Config{Path: path, Umask: "077", GID: strconv.Itoa(os.Getgid()), Do: do})
+	do := func(context.Context) (*engine.Status, error) { return &engine.Status{}, nil }
+	s, err := adminipc.Listen(adminipc.Config{Path: path, Umask: "077", GID: strconv.Itoa(os.Getgid()), Status: do})
 	require.NoError(t, err, "an existing file is replaced")
 	st, err := os.Lstat(path)
 	require.NoError(t, err)
@@ -489,43 +417,46 @@ func TestListenOptions(t *testing.T) {
 	_, err = os.Lstat(path)
 	require.True(t, os.IsNotExist(err), "Close removes the socket file")
 
-	_, err = adminipc.Listen(adminipc.Config{Path: "", Do: do})
+	_, err = adminipc.Listen(adminipc.Config{Path: "", Status: do})
 	require.ErrorIs(t, err, syscall.ENAMETOOLONG)
-	_, err = adminipc.Listen(adminipc.Config{Path: "/" + strings.Repeat("x", 107), Do: do})
+	_, err = adminipc.Listen(adminipc.Config{Path: "/" + strings.Repeat("x", 107), Status: do})
 	require.ErrorIs(t, err, syscall.ENAMETOOLONG)
-	_, err = adminipc.Listen(adminipc.Config{Path: filepath.Join(dir, "no", "dir.sock"), Do: do})
+	_, err = adminipc.Listen(adminipc.Config{Path: filepath.Join(dir, "no", "dir.sock"), Status: do})
 	require.ErrorIs(t, err, syscall.ENOENT)
-	_, err = adminipc.Listen(adminipc.Config{Path: path, GID: "no-such-group-here", Do: do})
+	_, err = adminipc.Listen(adminipc.Config{Path: path, GID: "no-such-group-here", Status: do})
 	require.Error(t, err)
 }
+
+var startedAddr = regexp.MustCompile(`corosync-qnetd started .*\baddr=(\S+)`)
 
 // TestDaemonShutdownOverIPC runs corosync-qnetd's Main and stops it with
 // "corosync-qnetd-tool -H": exit status 0, socket removed.
 func TestDaemonShutdownOverIPC(t *testing.T) {
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "qnetd.sock")
-	port := freePort(t)
 	pr, pw := io.Pipe()
 	exit := make(chan int, 1)
 	go func() {
-		code := qnetdcmd.Main([]string{"-f", "-s", "off", "-l", "127.0.0.1", "-p", strconv.Itoa(port),
+		code := qnetdcmd.Main([]string{"-f", "-s", "off", "-l", "127.0.0.1", "-p", "0",
 			"-S", "lock_file=" + filepath.Join(dir, "qnetd.pid") + ",local_socket_file=" + sock}, nil, io.Discard, pw)
 		pw.Close()
 		exit <- code
 	}()
-	ready := make(chan struct{})
+	// The port is read back from the start line, so none is guessed.
+	ready := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(pr)
 		once := false
 		for sc.Scan() {
-			if !once && strings.Contains(sc.Text(), "local IPC socket listening") {
+			if m := startedAddr.FindStringSubmatch(sc.Text()); !once && m != nil {
 				once = true
-				close(ready)
+				ready <- m[1]
 			}
 		}
 	}()
+	var addr string
 	select {
-	case <-ready:
+	case addr = <-ready:
 	case code := <-exit:
 		t.Fatalf("corosync-qnetd exited with %d", code)
 	case <-time.After(10 * time.Second):
@@ -533,7 +464,7 @@ func TestDaemonShutdownOverIPC(t *testing.T) {
 	}
 	r := runOurTool("-p", sock, "-s")
 	require.Equal(t, 0, r.code)
-	require.Contains(t, r.stdout, "QNetd address:\t\t\t127.0.0.1:"+strconv.Itoa(port)+"\n")
+	require.Contains(t, r.stdout, "QNetd address:\t\t\t"+addr+"\n")
 	require.Contains(t, r.stdout, "TLS:\t\t\t\tUnsupported\n")
 	require.Equal(t, result{"", "", 0}, runOurTool("-p", sock, "-H"))
 	select {
@@ -544,13 +475,4 @@ func TestDaemonShutdownOverIPC(t *testing.T) {
 	}
 	_, err := os.Lstat(sock)
 	require.True(t, os.IsNotExist(err))
-}
-
-// freePort finds a loopback port for a daemon that takes a port number.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/qnetd-addon/qnetd/qnetd/engine"
 	"github.com/qnetd-addon/qnetd/qnetd/wire"
 )
 
@@ -43,31 +44,45 @@ func voteName(v wire.Vote) string {
 }
 
 // RenderStatus is the body of "status" / "status verbose" (qnetd_ipc_cmd_status).
-func RenderStatus(s *Snapshot, verbose bool) string {
+func RenderStatus(s *engine.Status, info ServerInfo, verbose bool) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "QNetd address:\t\t\t%s:%d\n", cstr(s.Host), uint16(s.Port))
+	host := info.Host
+	if host == "" {
+		host = "*"
+	}
+	fmt.Fprintf(&b, "QNetd address:\t\t\t%s:%d\n", cstr(host), uint16(info.Port))
 	certReq := ""
 	if s.TLS != wire.TLSUnsupported && s.ClientCertRequired {
 		certReq = " (client certificate required)"
 	}
 	fmt.Fprintf(&b, "TLS:\t\t\t\t%s%s\n", tlsName(s.TLS), certReq)
-	fmt.Fprintf(&b, "Connected clients:\t\t%d\n", s.ConnectedClients)
+	fmt.Fprintf(&b, "Connected clients:\t\t%d\n", s.Clients)
 	fmt.Fprintf(&b, "Connected clusters:\t\t%d\n", len(s.Clusters))
 	if !verbose {
 		return b.String()
 	}
-	if s.MaxClients != 0 {
-		fmt.Fprintf(&b, "Maximum allowed clients:\t%d\n", s.MaxClients)
+	if info.MaxClients != 0 {
+		fmt.Fprintf(&b, "Maximum allowed clients:\t%d\n", info.MaxClients)
 	}
-	fmt.Fprintf(&b, "Maximum send/receive size:\t%d/%d bytes\n", s.MaxSendSize, s.MaxReceiveSize)
+	// The sizes as given on the command line: the engine clamps them, but
+	// upstream prints the setting.
+	send, recv := info.MaxClientSendSize, info.MaxClientReceiveSize
+	if send == 0 {
+		send = int64(s.MaxSendSize)
+	}
+	if recv == 0 {
+		recv = int64(s.MaxReceiveSize)
+	}
+	fmt.Fprintf(&b, "Maximum send/receive size:\t%d/%d bytes\n", send, recv)
 	return b.String()
 }
 
 // RenderList is the body of "list [verbose] [cluster NAME]"
 // (qnetd_ipc_cmd_list). cluster "" lists every cluster; otherwise only the
 // one whose name is exactly cluster (compared as C strings, as upstream).
-func RenderList(s *Snapshot, verbose bool, cluster string) string {
+func RenderList(s *engine.Status, info ServerInfo, verbose bool, cluster string) string {
 	var b strings.Builder
+	mapped := dualStack(info.ListenAddr)
 	filter := cstr(cluster)
 	for _, cl := range s.Clusters {
 		name := cstr(cl.Name)
@@ -89,15 +104,15 @@ func RenderList(s *Snapshot, verbose bool, cluster string) string {
 			b.WriteString("\n")
 		}
 		for i := range cl.Nodes {
-			renderNode(&b, &cl.Nodes[i], verbose)
+			renderNode(&b, &cl.Nodes[i], mapped, verbose)
 		}
 	}
 	return b.String()
 }
 
-func renderNode(b *strings.Builder, n *NodeStatus, verbose bool) {
+func renderNode(b *strings.Builder, n *engine.NodeStatus, mapped, verbose bool) {
 	fmt.Fprintf(b, "    Node ID %d:\n", n.NodeID)
-	fmt.Fprintf(b, "        Client address:\t\t%s\n", n.Address)
+	fmt.Fprintf(b, "        Client address:\t\t%s\n", upstreamAddr(n.Addr, mapped))
 	if verbose {
 		fmt.Fprintf(b, "        HB interval:\t\t%dms\n", n.HeartbeatMs)
 	}
@@ -148,7 +163,7 @@ func renderNode(b *strings.Builder, n *NodeStatus, verbose bool) {
 
 // writeNodeList prints ids in message order, ", " between them, each
 // followed by " (<data center id>)" when that is not 0.
-func writeNodeList(b *strings.Builder, list []NodeRef) {
+func writeNodeList(b *strings.Builder, list []wire.NodeInfo) {
 	for i, n := range list {
 		if i > 0 {
 			b.WriteString(", ")

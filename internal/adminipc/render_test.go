@@ -143,29 +143,29 @@ func buildState(t *testing.T) *engine.Engine {
 
 func TestRenderStatus(t *testing.T) {
 	e := buildState(t)
-	s := Take(e, ServerInfo{Port: 5403})
+	s, info := e.Status(), ServerInfo{Port: 5403}
 	require.Equal(t, "QNetd address:\t\t\t*:5403\n"+
 		"TLS:\t\t\t\tSupported (client certificate required)\n"+
 		"Connected clients:\t\t6\n"+
-		"Connected clusters:\t\t4\n", RenderStatus(s, false))
+		"Connected clusters:\t\t4\n", RenderStatus(s, info, false))
 	require.Equal(t, "QNetd address:\t\t\t*:5403\n"+
 		"TLS:\t\t\t\tSupported (client certificate required)\n"+
 		"Connected clients:\t\t6\n"+
 		"Connected clusters:\t\t4\n"+
-		"Maximum send/receive size:\t32768/32768 bytes\n", RenderStatus(s, true))
+		"Maximum send/receive size:\t32768/32768 bytes\n", RenderStatus(s, info, true))
 
-	s = Take(e, ServerInfo{Host: "qnetd.example", Port: 6000, MaxClients: 100, MaxClientSendSize: 1 << 40, MaxClientReceiveSize: 65536})
+	info = ServerInfo{Host: "qnetd.example", Port: 6000, MaxClients: 100, MaxClientSendSize: 1 << 40, MaxClientReceiveSize: 65536}
 	s.TLS = wire.TLSRequired
 	require.Equal(t, "QNetd address:\t\t\tqnetd.example:6000\n"+
 		"TLS:\t\t\t\tRequired (client certificate required)\n"+
 		"Connected clients:\t\t6\n"+
 		"Connected clusters:\t\t4\n"+
 		"Maximum allowed clients:\t100\n"+
-		"Maximum send/receive size:\t1099511627776/65536 bytes\n", RenderStatus(s, true))
+		"Maximum send/receive size:\t1099511627776/65536 bytes\n", RenderStatus(s, info, true))
 	s.TLS, s.ClientCertRequired = wire.TLSSupportedOn, false
-	require.Contains(t, RenderStatus(s, false), "TLS:\t\t\t\tSupported\n")
+	require.Contains(t, RenderStatus(s, info, false), "TLS:\t\t\t\tSupported\n")
 	s.TLS, s.ClientCertRequired = wire.TLSUnsupported, true
-	require.Contains(t, RenderStatus(s, false), "TLS:\t\t\t\tUnsupported\n", "the suffix only with TLS")
+	require.Contains(t, RenderStatus(s, info, false), "TLS:\t\t\t\tUnsupported\n", "the suffix only with TLS")
 }
 
 const wantListVerbose = "Cluster \"cl\":\n" +
@@ -227,9 +227,9 @@ const wantListVerbose = "Cluster \"cl\":\n" +
 
 func TestRenderList(t *testing.T) {
 	e := buildState(t)
-	require.Equal(t, wantListVerbose, RenderList(Take(e, ServerInfo{}), true, ""))
-	ln := &net.TCPAddr{IP: net.IPv6unspecified, Port: 5403}
-	s := Take(e, ServerInfo{ListenAddr: ln})
+	s := e.Status()
+	require.Equal(t, wantListVerbose, RenderList(s, ServerInfo{}, true, ""))
+	dual := ServerInfo{ListenAddr: &net.TCPAddr{IP: net.IPv6unspecified, Port: 5403}}
 
 	require.Equal(t, "Cluster \"cl\":\n"+
 		"    Algorithm:\t\tFifty-Fifty split (KAP Tie-breaker)\n"+
@@ -246,7 +246,7 @@ func TestRenderList(t *testing.T) {
 		"        Configured node list:\t1, 2\n"+
 		"        Membership node list:\t1, 2\n"+
 		"        Vote:\t\t\tNo change (ACK)\n",
-		RenderList(s, false, "cl"), "a dual-stack listener shows IPv4 clients v4-mapped, as upstream")
+		RenderList(s, dual, false, "cl"), "a dual-stack listener shows IPv4 clients v4-mapped, as upstream")
 
 	require.Equal(t, "Cluster \"lms\":\n"+
 		"    Algorithm:\t\tLMS\n"+
@@ -256,22 +256,19 @@ func TestRenderList(t *testing.T) {
 		"        Configured node list:\t5, 6\n"+
 		"        Membership node list:\t5\n"+
 		"        Heuristics:\t\tPass\n"+
-		"        Vote:\t\t\tNo change (ACK)\n", RenderList(Take(e, ServerInfo{}), false, "lms"))
+		"        Vote:\t\t\tNo change (ACK)\n", RenderList(s, ServerInfo{}, false, "lms"))
 
-	require.Equal(t, "", RenderList(s, true, "LMS"), "the filter is case-sensitive")
-	require.Equal(t, "", RenderList(s, true, "c"))
-	require.Contains(t, RenderList(s, false, "nul"), "Cluster \"nul\":\n", "names compare as C strings")
-	require.Contains(t, RenderList(s, false, `we "ird" \name`), "Tie-breaker:\tNode with node ID 4\n")
+	require.Equal(t, "", RenderList(s, dual, true, "LMS"), "the filter is case-sensitive")
+	require.Equal(t, "", RenderList(s, dual, true, "c"))
+	require.Contains(t, RenderList(s, dual, false, "nul"), "Cluster \"nul\":\n", "names compare as C strings")
+	require.Contains(t, RenderList(s, dual, false, `we "ird" \name`), "Tie-breaker:\tNode with node ID 4\n")
 }
 
-func TestSnapshotCarriesStatusPageFields(t *testing.T) {
-	s := Take(buildState(t), ServerInfo{})
+// TestStatusKeepsRawNames: the engine's copy keeps a name with a NUL in
+// it whole; only the rendering cuts it as upstream's C strings do.
+func TestStatusKeepsRawNames(t *testing.T) {
+	s := buildState(t).Status()
 	require.Len(t, s.Clusters, 4)
-	cl := s.Clusters[0]
-	require.Equal(t, "cl", cl.Name)
-	require.True(t, cl.KAP)
-	require.Equal(t, []NodeRef{{NodeID: 1}, {NodeID: 2}}, cl.QuoratePartition)
-	require.Equal(t, wire.VoteACK, cl.Nodes[0].LastSentAckNack)
-	require.True(t, cl.Nodes[0].TLSActive && cl.Nodes[0].CertVerified)
-	require.Equal(t, "nul\x00hidden", s.Clusters[3].Name, "the snapshot keeps the raw name")
+	require.Equal(t, "nul\x00hidden", s.Clusters[3].Name)
+	require.Contains(t, RenderList(s, ServerInfo{}, false, ""), "Cluster \"nul\":\n")
 }

@@ -51,8 +51,8 @@ type Config struct {
 
 	// Info describes the daemon for the status output.
 	Info ServerInfo
-	// Do runs a function in the engine goroutine (server.Server.Do).
-	Do func(context.Context, func(*engine.Engine)) error
+	// Status reads the engine's state (server.Server.Status).
+	Status func(context.Context) (*engine.Status, error)
 	// Shutdown is called once, after the reply to "shutdown" was sent.
 	Shutdown func()
 	// Timeout bounds the engine call and each connection's I/O
@@ -90,8 +90,8 @@ func Listen(cfg Config) (*Server, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second
 	}
-	if cfg.Do == nil {
-		return nil, errors.New("adminipc: no engine access configured")
+	if cfg.Status == nil {
+		return nil, errors.New("adminipc: no engine status configured")
 	}
 	path := cfg.Path
 	if len(path) == 0 || len(path) >= sunPathMax {
@@ -178,9 +178,6 @@ func lookupGID(s string) (int, error) {
 	}
 	return gid, nil
 }
-
-// Path is the socket's path.
-func (s *Server) Path() string { return s.cfg.Path }
 
 // Serve accepts IPC connections until Close; one goroutine per connection.
 func (s *Server) Serve() error {
@@ -328,16 +325,16 @@ func (s *Server) Execute(line []byte) ([]byte, bool) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Timeout)
 	defer cancel()
-	snap, err := Collect(ctx, s.cfg.Do, s.cfg.Info)
+	snap, err := s.cfg.Status(ctx)
 	if err != nil {
 		s.cfg.Log.Error().Err(err).Msg("cannot read the server state for local IPC")
 		return s.errorReply("Can't get QNetd " + what), false
 	}
 	var body string
 	if cmd.Op == OpStatus {
-		body = RenderStatus(snap, cmd.Verbose)
+		body = RenderStatus(snap, s.cfg.Info, cmd.Verbose)
 	} else {
-		body = RenderList(snap, cmd.Verbose, cmd.Cluster)
+		body = RenderList(snap, s.cfg.Info, cmd.Verbose, cmd.Cluster)
 	}
 	return s.okReply(body, what), false
 }

@@ -3,14 +3,11 @@ package qnetdcmd
 import (
 	"bufio"
 	"bytes"
-	"fmt"
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
+	"regexp"
 	"syscall"
 	"testing"
 	"time"
@@ -53,9 +50,9 @@ func TestRequiredIsAcceptedForReq(t *testing.T) {
 
 func TestBadInputNamesOptionAndValue(t *testing.T) {
 	for args, want := range map[string][]string{
-		"tls must be one of on, off, req (got \"maybe\")":                                               {"-s", "maybe"},
-		"listen port \"0\" is invalid: want 1..65535":                                                   {"-p", "0"},
-		"Unknown option 'foo'":                                                                          {"-S", "foo=1"},
+		"tls must be one of on, off, req (got \"maybe\")":                    {"-s", "maybe"},
+		"listen port \"65536\" is invalid: want 1..65535 (0: any free port)": {"-p", "65536"},
+		"Unknown option 'foo'": {"-S", "foo=1"},
 		"Invalid value '0' for option 'heartbeat_interval_min' (expected 1..4294967295 (ms))":           {"-S", "heartbeat_interval_min=0"},
 		"Invalid value '1.5x' for option 'dpd_interval_coefficient' (expected a number from 1 to 1000)": {"-S", "dpd_interval_coefficient=1.5x"},
 		"client_cert_required should be on or off (got \"perhaps\")":                                    {"-c", "perhaps"},
@@ -93,63 +90,41 @@ func TestVersionAndHelpExit1(t *testing.T) {
 	require.Contains(t, out.String(), "usage: corosync-qnetd")
 }
 
-// TestSecondInstanceRefused takes the lock here and tries again from a
-// second process (fcntl locks are per process).
-func TestSecondInstanceRefused(t *testing.T) {
-	if path := os.Getenv("QNETD_LOCK_PROBE"); path != "" {
-		_, err := lockPIDFile(path)
-		fmt.Print(err)
-		return
-	}
-	path := filepath.Join(t.TempDir(), "run", "qnetd.pid")
-	unlock, err := lockPIDFile(path)
-	require.NoError(t, err)
-	defer unlock()
-	data, err := os.ReadFile(path)
-	require.NoError(t, err)
-	require.Equal(t, fmt.Sprintf("%d\n", os.Getpid()), string(data))
-	cmd := exec.Command(os.Args[0], "-test.run=^TestSecondInstanceRefused$")
-	cmd.Env = append(os.Environ(), "QNETD_LOCK_PROBE="+path)
-	out, err := cmd.Output()
-	require.NoError(t, err)
-	require.Contains(t, string(out), "another instance is running (lock held on "+path+")")
-}
+var startedAddr = regexp.MustCompile(`corosync-qnetd started .*\baddr=(\S+)`)
 
 // TestSIGTERMClosesClientsAndExits0 runs the daemon in-process, connects a
 // client and sends the process SIGTERM (which Main takes over).
 func TestSIGTERMClosesClientsAndExits0(t *testing.T) {
 	dir := t.TempDir()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
 	pr, pw := io.Pipe()
 	exit := make(chan int, 1)
 	go func() {
-		code := Main([]string{"-f", "-s", "off", "-l", "127.0.0.1", "-p", strconv.Itoa(port),
+		code := Main([]string{"-f", "-s", "off", "-l", "127.0.0.1", "-p", "0",
 			"-S", "lock_file=" + filepath.Join(dir, "pid") + ",local_socket_file=" + filepath.Join(dir, "sock")}, nil, io.Discard, pw)
 		pw.Close()
 		exit <- code
 	}()
-	ready := make(chan struct{})
+	// The port is read back from the start line, so none is guessed.
+	ready := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(pr)
 		for sc.Scan() {
-			if strings.Contains(sc.Text(), "local IPC socket listening") {
-				close(ready)
+			if m := startedAddr.FindStringSubmatch(sc.Text()); m != nil {
+				ready <- m[1]
 				break
 			}
 		}
 		_, _ = io.Copy(io.Discard, pr)
 	}()
+	var addr string
 	select {
-	case <-ready:
+	case addr = <-ready:
 	case code := <-exit:
 		t.Fatalf("exited with %d", code)
 	case <-time.After(10 * time.Second):
 		t.Fatal("daemon did not start")
 	}
-	c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	c, err := net.Dial("tcp", addr)
 	require.NoError(t, err)
 	defer c.Close()
 	n := client.NewNode(client.Settings{Cluster: "c"})

@@ -2,7 +2,6 @@ package status
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -15,7 +14,6 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
 
-	"github.com/qnetd-addon/qnetd/internal/adminipc"
 	"github.com/qnetd-addon/qnetd/qnetd/client"
 	"github.com/qnetd-addon/qnetd/qnetd/wire"
 )
@@ -43,8 +41,7 @@ func TestBrowserSeesSplitLive(t *testing.T) {
 	}
 	rec := NewRecorder(time.Now, time.Hour)
 	srv, ln := startServer(t, rec)
-	info := adminipc.ServerInfo{Host: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port, ListenAddr: ln.Addr()}
-	page := New(Config{Do: srv.Do, Info: info, Recorder: rec, Pairing: func() Pairing {
+	page := New(Config{Status: srv.Status, Address: ln.Addr().String(), Recorder: rec, Pairing: func() Pairing {
 		return Pairing{Enabled: true, Host: "192.168.1.20", Port: 22, Command: "pvecm qdevice setup 192.168.1.20",
 			Fingerprints: []string{"SHA256:W4z4D4Cd3T0E9mXzqB1bKq2m2gYp1dO6vV3i2fQx9kQ (ED25519)"}}
 	}})

@@ -49,11 +49,11 @@ func NewRecorder(now func() time.Time, keep time.Duration) *Recorder {
 }
 
 // VoteSent records a vote that differs from the node's previous one.
-func (r *Recorder) VoteSent(c *engine.Client, v wire.Vote, reason string) {
+func (r *Recorder) VoteSent(cluster string, nodeID uint32, v wire.Vote, reason string) {
 	if v != wire.VoteACK && v != wire.VoteNACK {
 		return
 	}
-	k := nodeKey{string(c.ClusterName), c.NodeID}
+	k := nodeKey{cluster, nodeID}
 	r.mu.Lock()
 	prev, ok := r.since[k]
 	if !ok || prev.vote != v {
@@ -70,22 +70,22 @@ func (r *Recorder) VoteSent(c *engine.Client, v wire.Vote, reason string) {
 }
 
 // Decided records which partition of an ffsplit cluster got the vote.
-func (r *Recorder) Decided(cl *engine.Cluster, winners []uint32, reason string) {
-	text := "no partition gets the vote: " + reason
-	if len(winners) > 0 {
-		text = fmt.Sprintf("partition {%s} gets the vote: %s", joinIDs(winners), reason)
+func (r *Recorder) Decided(cluster string, d engine.Decision) {
+	text := "no partition gets the vote: " + d.Reason
+	if len(d.Winners) > 0 {
+		text = fmt.Sprintf("partition {%s} gets the vote: %s", joinIDs(d.Winners), d.Reason)
 	}
 	r.mu.Lock()
 	// The same decision repeats on every list a node sends; record changes.
 	last := ""
 	for i := len(r.events) - 1; i >= 0; i-- {
-		if r.events[i].Cluster == cl.Name && r.events[i].Node == 0 {
+		if r.events[i].Cluster == cluster && r.events[i].Node == 0 {
 			last = r.events[i].Text
 			break
 		}
 	}
 	if last != text {
-		r.add(Event{Time: r.now(), Cluster: cl.Name, Text: text})
+		r.add(Event{Time: r.now(), Cluster: cluster, Text: text})
 	}
 	r.mu.Unlock()
 	r.Notify()

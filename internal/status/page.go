@@ -12,7 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/qnetd-addon/qnetd/internal/adminipc"
 	"github.com/qnetd-addon/qnetd/qnetd/engine"
 	"github.com/qnetd-addon/qnetd/qnetd/wire"
 )
@@ -69,7 +68,7 @@ type NodeView struct {
 	VoteSince  time.Time `json:"vote_since,omitzero"`
 }
 
-func ids(refs []adminipc.NodeRef) []uint32 {
+func ids(refs []wire.NodeInfo) []uint32 {
 	out := make([]uint32, len(refs))
 	for i, r := range refs {
 		out[i] = r.NodeID
@@ -77,10 +76,11 @@ func ids(refs []adminipc.NodeRef) []uint32 {
 	return out
 }
 
-// BuildView turns a snapshot into the page's view.
-func BuildView(s *adminipc.Snapshot, rec *Recorder, p Pairing, now time.Time) View {
+// BuildView turns the engine's status into the page's view; addr is the
+// qnetd address to show.
+func BuildView(s *engine.Status, addr string, rec *Recorder, p Pairing, now time.Time) View {
 	v := View{Generated: now, Pairing: p, History: rec.History(), Clusters: []ClusterView{},
-		Server: ServerView{Address: fmt.Sprintf("%s:%d", s.Host, s.Port), TLS: s.TLS.String(), ConnectedClients: s.ConnectedClients}}
+		Server: ServerView{Address: addr, TLS: s.TLS.String(), ConnectedClients: s.Clients}}
 	if s.TLS != wire.TLSUnsupported && s.ClientCertRequired {
 		v.Server.TLS += " (client certificate required)"
 	}
@@ -90,7 +90,7 @@ func BuildView(s *adminipc.Snapshot, rec *Recorder, p Pairing, now time.Time) Vi
 	for _, c := range s.Clusters {
 		cv := ClusterView{Name: c.Name, Algorithm: c.Algorithm.String(), TieBreaker: c.TieBreaker.String(), KAP: c.KAP}
 		for _, n := range c.Nodes {
-			nv := NodeView{ID: n.NodeID, Address: n.Address, Ring: n.Ring.String(), Membership: ids(n.MembershipNodes),
+			nv := NodeView{ID: n.NodeID, Address: n.Addr, Ring: n.Ring.String(), Membership: ids(n.MembershipNodes),
 				Config: ids(n.ConfigNodes), Heuristics: n.Heuristics.String(), Vote: voteWord(n)}
 			switch {
 			case n.CertVerified:
@@ -115,7 +115,7 @@ func BuildView(s *adminipc.Snapshot, rec *Recorder, p Pairing, now time.Time) Vi
 
 // voteWord is the vote the node holds: the last ACK/NACK, unless the last
 // answer told it to stop voting.
-func voteWord(n adminipc.NodeStatus) string {
+func voteWord(n engine.NodeStatus) string {
 	switch n.LastSentVote {
 	case wire.VoteAskLater, wire.VoteWaitForReply:
 		return "waiting"
@@ -130,8 +130,10 @@ func voteWord(n adminipc.NodeStatus) string {
 
 // Config wires the page to the daemon.
 type Config struct {
-	Do       func(context.Context, func(*engine.Engine)) error
-	Info     adminipc.ServerInfo
+	// Status reads the engine's state (server.Server.Status).
+	Status func(context.Context) (*engine.Status, error)
+	// Address is the qnetd address shown on the page (host:port).
+	Address  string
 	Recorder *Recorder
 	Pairing  func() Pairing
 	Now      func() time.Time
@@ -160,14 +162,14 @@ func New(cfg Config) *Page {
 	return &Page{cfg: cfg, subs: map[chan []byte]struct{}{}}
 }
 
-// Refresh takes a new snapshot and pushes it to every listener if it
+// Refresh reads the engine's status and pushes it to every listener if it
 // changed. It returns the current view.
 func (p *Page) Refresh(ctx context.Context) (View, error) {
-	snap, err := adminipc.Collect(ctx, p.cfg.Do, p.cfg.Info)
+	st, err := p.cfg.Status(ctx)
 	if err != nil {
 		return View{}, err
 	}
-	v := BuildView(snap, p.cfg.Recorder, p.cfg.Pairing(), p.cfg.Now())
+	v := BuildView(st, p.cfg.Address, p.cfg.Recorder, p.cfg.Pairing(), p.cfg.Now())
 	// Compare without the timestamp, so an unchanged state is not pushed.
 	gen := v.Generated
 	v.Generated = time.Time{}

@@ -141,7 +141,7 @@ func TestSplitAndHealEverywhere(t *testing.T) {
 	t.Cleanup(supHTTP.Close)
 	ha := &HomeAssistant{BaseURL: supHTTP.URL + "/core/api", Token: "tok", Log: zerolog.Nop()}
 	info := adminipc.ServerInfo{Host: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port, ListenAddr: ln.Addr()}
-	page := New(Config{Do: srv.Do, Info: info, Recorder: rec, Publish: ha.Publish,
+	page := New(Config{Status: srv.Status, Address: ln.Addr().String(), Recorder: rec, Publish: ha.Publish,
 		Pairing: func() Pairing {
 			return Pairing{Enabled: true, Host: "192.0.2.10", Port: 22, Command: "pvecm qdevice setup 192.0.2.10", Fingerprints: []string{"SHA256:abc"}}
 		}})
@@ -155,9 +155,9 @@ func TestSplitAndHealEverywhere(t *testing.T) {
 	events := sse(t, web.URL+"/api/events")
 
 	ipcList := func() string {
-		snap, err := adminipc.Collect(context.Background(), srv.Do, info)
+		st, err := srv.Status(context.Background())
 		require.NoError(t, err)
-		return adminipc.RenderList(snap, false, "")
+		return adminipc.RenderList(st, info, false, "")
 	}
 
 	// Both nodes join: both have the vote.

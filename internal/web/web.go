@@ -20,6 +20,7 @@ import (
 	"github.com/qnetd-addon/qnetd/internal/version"
 	"github.com/qnetd-addon/qnetd/qnetd/engine"
 	"github.com/qnetd-addon/qnetd/qnetd/server"
+	"github.com/qnetd-addon/qnetd/qnetd/wire"
 )
 
 // IngressProxy is the address the Supervisor's ingress proxy connects from.
@@ -27,8 +28,8 @@ const IngressProxy = "172.30.32.2"
 
 // Config wires the web side to the daemon.
 type Config struct {
-	// Do runs a function in the engine goroutine (server.Server.Do).
-	Do func(context.Context, func(*engine.Engine)) error
+	// Status reads the engine's state (server.Server.Status).
+	Status func(context.Context) (*engine.Status, error)
 	// QnetdAddr is where the qnetd listener accepts (for the health check).
 	QnetdAddr string
 	// PKIRequired: TLS is on, so the certificate authority must be loaded.
@@ -53,7 +54,7 @@ type Web struct {
 func New(cfg Config) *Web {
 	w := &Web{cfg: cfg, mux: http.NewServeMux(), reg: prometheus.NewRegistry()}
 	w.qnetdAddr.Store(cfg.QnetdAddr)
-	w.metrics = newMetrics(cfg.Do)
+	w.metrics = newMetrics(cfg.Status)
 	w.reg.MustRegister(w.metrics, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	w.mux.HandleFunc("GET /health", w.health)
 	w.mux.Handle("GET /metrics", promhttp.HandlerFor(w.reg, promhttp.HandlerOpts{}))
@@ -114,7 +115,7 @@ func (w *Web) health(rw http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	if err := w.cfg.Do(ctx, func(*engine.Engine) {}); err != nil {
+	if _, err := w.cfg.Status(ctx); err != nil {
 		fail("engine", "decision engine did not answer within 2s: "+err.Error())
 	} else {
 		rep.Checks["engine"] = "ok"
@@ -154,7 +155,7 @@ func dialable(addr string) string {
 // Metrics is the Prometheus collector: engine state is read on scrape;
 // server events are counted as they happen.
 type Metrics struct {
-	do            func(context.Context, func(*engine.Engine)) error
+	status        func(context.Context) (*engine.Status, error)
 	tlsHandshakes *prometheus.CounterVec
 	dpdTimeouts   prometheus.Counter
 	badMessages   *prometheus.CounterVec
@@ -169,9 +170,9 @@ type Metrics struct {
 	serverErrors  *prometheus.Desc
 }
 
-func newMetrics(do func(context.Context, func(*engine.Engine)) error) *Metrics {
+func newMetrics(status func(context.Context) (*engine.Status, error)) *Metrics {
 	return &Metrics{
-		do: do,
+		status: status,
 		tlsHandshakes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "qnetd_tls_handshakes_total",
 			Help: "TLS handshakes after STARTTLS, by result (ok, failed)."}, []string{"result"}),
 		dpdTimeouts: prometheus.NewCounter(prometheus.CounterOpts{Name: "qnetd_heartbeat_timeouts_total",
@@ -220,42 +221,29 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	m.dpdTimeouts.Collect(ch)
 	m.badMessages.Collect(ch)
 	ch <- prometheus.MustNewConstMetric(m.buildInfo, prometheus.GaugeValue, 1, version.AddOn, version.Core)
-	type clusterStat struct {
-		name, algo string
-		nodes      int
-		ack, nack  int
-	}
-	var stats engine.Stats
-	var nClients int
-	var cls []clusterStat
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	err := m.do(ctx, func(e *engine.Engine) {
-		stats, nClients = e.Stats(), e.NumClients()
-		for _, cl := range e.Clusters() {
-			cs := clusterStat{name: cl.Name, nodes: len(cl.Clients)}
-			for _, c := range cl.Clients {
-				cs.algo = c.Algorithm.String()
-				switch c.LastSentAckNack.String() {
-				case "ACK":
-					cs.ack++
-				case "NACK":
-					cs.nack++
-				}
-			}
-			cls = append(cls, cs)
-		}
-	})
+	st, err := m.status(ctx)
 	if err != nil {
 		return // the health check reports a stuck engine; metrics stay partial
 	}
-	ch <- prometheus.MustNewConstMetric(m.clients, prometheus.GaugeValue, float64(nClients))
-	ch <- prometheus.MustNewConstMetric(m.clusters, prometheus.GaugeValue, float64(len(cls)))
-	for _, cs := range cls {
-		ch <- prometheus.MustNewConstMetric(m.nodes, prometheus.GaugeValue, float64(cs.nodes), cs.name, cs.algo)
-		ch <- prometheus.MustNewConstMetric(m.votes, prometheus.GaugeValue, float64(cs.ack), cs.name, "ACK")
-		ch <- prometheus.MustNewConstMetric(m.votes, prometheus.GaugeValue, float64(cs.nack), cs.name, "NACK")
+	ch <- prometheus.MustNewConstMetric(m.clients, prometheus.GaugeValue, float64(st.Clients))
+	ch <- prometheus.MustNewConstMetric(m.clusters, prometheus.GaugeValue, float64(len(st.Clusters)))
+	for _, cl := range st.Clusters {
+		ack, nack := 0, 0
+		for _, n := range cl.Nodes {
+			switch n.LastSentAckNack {
+			case wire.VoteACK:
+				ack++
+			case wire.VoteNACK:
+				nack++
+			}
+		}
+		ch <- prometheus.MustNewConstMetric(m.nodes, prometheus.GaugeValue, float64(len(cl.Nodes)), cl.Name, cl.Algorithm.String())
+		ch <- prometheus.MustNewConstMetric(m.votes, prometheus.GaugeValue, float64(ack), cl.Name, "ACK")
+		ch <- prometheus.MustNewConstMetric(m.votes, prometheus.GaugeValue, float64(nack), cl.Name, "NACK")
 	}
+	stats := st.Stats
 	ch <- prometheus.MustNewConstMetric(m.decisions, prometheus.CounterValue, float64(stats.Decisions))
 	ch <- prometheus.MustNewConstMetric(m.nackTimeouts, prometheus.CounterValue, float64(stats.NackTimeouts))
 	ch <- prometheus.MustNewConstMetric(m.certRefused, prometheus.CounterValue, float64(stats.CertRejected))

@@ -32,8 +32,8 @@ func get(t *testing.T, h http.Handler, remote, path string) (int, string) {
 }
 
 func TestHealthNamesTheFailingCheck(t *testing.T) {
-	ok := func(context.Context, func(*engine.Engine)) error { return nil }
-	stuck := func(ctx context.Context, _ func(*engine.Engine)) error { return errors.New("timed out") }
+	ok := func(context.Context) (*engine.Status, error) { return &engine.Status{}, nil }
+	stuck := func(context.Context) (*engine.Status, error) { return nil, errors.New("timed out") }
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer ln.Close()
@@ -53,7 +53,7 @@ func TestHealthNamesTheFailingCheck(t *testing.T) {
 
 	for _, tc := range []struct {
 		name   string
-		do     func(context.Context, func(*engine.Engine)) error
+		status func(context.Context) (*engine.Status, error)
 		addr   string
 		pki    bool
 		loaded bool
@@ -67,7 +67,7 @@ func TestHealthNamesTheFailingCheck(t *testing.T) {
 		{"pki missing", ok, ln.Addr().String(), true, false, 503, "pki"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			w := New(Config{Do: tc.do, QnetdAddr: tc.addr, PKIRequired: tc.pki, Log: zerolog.Nop()})
+			w := New(Config{Status: tc.status, QnetdAddr: tc.addr, PKIRequired: tc.pki, Log: zerolog.Nop()})
 			w.SetPKILoaded(tc.loaded)
 			code, body := get(t, w, "127.0.0.1:5000", "/health")
 			require.Equal(t, tc.code, code, body)
@@ -79,7 +79,7 @@ func TestHealthNamesTheFailingCheck(t *testing.T) {
 }
 
 func TestOnlyLoopbackAndIngressProxy(t *testing.T) {
-	w := New(Config{Do: func(context.Context, func(*engine.Engine)) error { return nil }, QnetdAddr: "127.0.0.1:1", Log: zerolog.Nop()})
+	w := New(Config{Status: func(context.Context) (*engine.Status, error) { return &engine.Status{}, nil }, QnetdAddr: "127.0.0.1:1", Log: zerolog.Nop()})
 	code, _ := get(t, w, "192.168.1.50:4000", "/metrics")
 	require.Equal(t, http.StatusForbidden, code)
 	code, _ = get(t, w, "172.30.32.2:4000", "/metrics")
@@ -93,7 +93,7 @@ func TestOnlyLoopbackAndIngressProxy(t *testing.T) {
 func TestMetricsFromARealServer(t *testing.T) {
 	var w *Web
 	var srv *server.Server
-	w = New(Config{Do: func(ctx context.Context, fn func(*engine.Engine)) error { return srv.Do(ctx, fn) }, Log: zerolog.Nop()})
+	w = New(Config{Status: func(ctx context.Context) (*engine.Status, error) { return srv.Status(ctx) }, Log: zerolog.Nop()})
 	cfg := server.DefaultConfig()
 	cfg.Host, cfg.Port, cfg.Log, cfg.Hooks = "127.0.0.1", 0, zerolog.Nop(), w.Metrics().Hooks()
 	cfg.Engine.TLS = wire.TLSUnsupported

@@ -45,14 +45,12 @@ type Client struct {
 	peerCert    *PeerCert
 	dpdMs       uint32
 	dropping    bool
-	gone        bool
 	timerGen    [3]uint64 // by TimerKind
 
 	// ffsplit
-	ffState        ffClientState
-	voteInfoSeq    uint32 // vote_info_expected_seq_num
-	voteInfoRound  uint64 // the cluster's decision round of that VOTE_INFO
-	nackDeadlineOn bool
+	ffState       ffClientState
+	voteInfoSeq   uint32 // vote_info_expected_seq_num
+	voteInfoRound uint64 // the cluster's decision round of that VOTE_INFO
 
 	// lms, 2nodelms
 	lastResult   wire.Vote
@@ -116,6 +114,7 @@ type Cluster struct {
 	ffState          ffClusterState
 	ffRound          uint64 // counts decisions, to tell stale VOTE_INFO replies
 	QuoratePartition []wire.NodeInfo
+	decision         Decision
 }
 
 func (cl *Cluster) add(c *Client) {

@@ -125,13 +125,14 @@ type Stats struct {
 }
 
 // Observer is told about votes as they are sent and about ffsplit's
-// partition choices; status pages and tests use it. It runs in the engine
-// goroutine and must not call back into the engine.
+// partition choices; the status history and tests use it. It runs in the
+// engine goroutine and must not call back into the engine; it gets plain
+// values, never the engine's own state.
 type Observer interface {
-	VoteSent(c *Client, v wire.Vote, reason string)
-	// Decided reports the partition an ffsplit cluster gave the vote to
-	// (nil: none) and why, in words.
-	Decided(cl *Cluster, winners []uint32, reason string)
+	VoteSent(cluster string, nodeID uint32, v wire.Vote, reason string)
+	// Decided reports the partition an ffsplit cluster gave the vote to,
+	// and why.
+	Decided(cluster string, d Decision)
 }
 
 // New creates an engine.
@@ -149,18 +150,6 @@ func (e *Engine) SetObserver(o Observer) { e.observer = o }
 
 // Config returns the engine's settings.
 func (e *Engine) Config() Config { return e.cfg }
-
-// Stats returns the counters.
-func (e *Engine) Stats() Stats { return e.stats }
-
-// NumClients is the number of connected clients, initialised or not.
-func (e *Engine) NumClients() int { return len(e.clients) }
-
-// Clusters returns the clusters in creation order. Callers must not modify them.
-func (e *Engine) Clusters() []*Cluster { return e.order }
-
-// Client returns a client by id.
-func (e *Engine) Client(id ClientID) *Client { return e.clients[id] }
 
 func (e *Engine) take() []Action {
 	e.finishDisconnects()
@@ -286,7 +275,6 @@ func (e *Engine) remove(c *Client, goingDown bool) {
 		c.cluster = nil
 	}
 	c.timerGen = [3]uint64{}
-	c.gone = true
 }
 
 // Timer delivers an armed timer. Stale timers (re-armed or stopped since)
@@ -723,7 +711,7 @@ func (e *Engine) sendVoteInfo(c *Client, seq uint32, v wire.Vote, ring wire.Ring
 	e.log.Debug().Str("cluster", string(c.ClusterName)).Uint32("node_id", c.NodeID).Str("addr", c.Addr).
 		Str("vote", v.String()).Str("ring", ring.String()).Str("reason", reason).Msg("vote info")
 	if e.observer != nil {
-		e.observer.VoteSent(c, v, reason)
+		e.observer.VoteSent(string(c.ClusterName), c.NodeID, v, reason)
 	}
 	e.send(c, m)
 }

@@ -168,14 +168,17 @@ func ffDecide(e *Engine, trigger *Client, leaving bool, ring wire.RingID, cfg, m
 			best = &views[i]
 		}
 	}
-	if e.observer != nil {
-		var winners []uint32
-		if best != nil {
-			for _, n := range best.mem {
-				winners = append(winners, n.NodeID)
-			}
+	cl.decision = Decision{Made: true, Reason: ffExplain(cl, views, best)}
+	if best != nil {
+		cl.decision.Winners = make([]uint32, len(best.mem))
+		for i, n := range best.mem {
+			cl.decision.Winners[i] = n.NodeID
 		}
-		e.observer.Decided(cl, winners, ffExplain(cl, views, best))
+	}
+	if e.observer != nil {
+		d := cl.decision
+		d.Winners = append([]uint32(nil), d.Winners...)
+		e.observer.Decided(cl.Name, d)
 	}
 	cl.QuoratePartition = nil
 	if best != nil {

@@ -14,10 +14,10 @@ import (
 
 type recorder struct{ decisions []string }
 
-func (r *recorder) VoteSent(*engine.Client, wire.Vote, string) {}
+func (r *recorder) VoteSent(string, uint32, wire.Vote, string) {}
 
-func (r *recorder) Decided(cl *engine.Cluster, winners []uint32, reason string) {
-	r.decisions = append(r.decisions, fmt.Sprintf("%s %v: %s", cl.Name, winners, reason))
+func (r *recorder) Decided(cluster string, d engine.Decision) {
+	r.decisions = append(r.decisions, fmt.Sprintf("%s %v: %s", cluster, d.Winners, d.Reason))
 }
 
 // TestDecisionReasons: the observer hears which partition won and why.

@@ -97,8 +97,6 @@ func (c *conn) fail(reason string) {
 	c.close()
 }
 
-func (c *conn) closeAfterFlush() { c.close() }
-
 type sendResult uint8
 
 const (

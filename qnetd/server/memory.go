@@ -4,8 +4,6 @@ import (
 	"os"
 	"runtime/debug"
 	"time"
-
-	"github.com/qnetd-addon/qnetd/qnetd/engine"
 )
 
 // memoryReturn gives the memory of departed clients back to the system
@@ -67,7 +65,7 @@ func (s *Server) left() {
 	m.timer = time.AfterFunc(returnQuiet, func() {
 		debug.FreeOSMemory()
 		select {
-		case s.events <- event{kind: evCall, call: func(*engine.Engine) {
+		case s.events <- event{kind: evCall, call: func() {
 			s.log.Debug().Int("clients", len(s.conns)).Int("peak", m.peak).Msg("many clients left; memory returned to the system")
 			m.peak, m.timer = len(s.conns), nil
 		}}:

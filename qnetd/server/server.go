@@ -104,7 +104,7 @@ type Server struct {
 	loopDone chan struct{}
 }
 
-// New creates a server; Serve or ListenAndServe runs it.
+// New creates a server; Serve runs it.
 func New(cfg Config) *Server {
 	if cfg.SendBuffers < 2 {
 		cfg.SendBuffers = 32
@@ -153,15 +153,6 @@ func (s *Server) Listen() (net.Listener, error) {
 	}
 	s.ln.Store(ln)
 	return ln, nil
-}
-
-// ListenAndServe listens and serves until Shutdown.
-func (s *Server) ListenAndServe() error {
-	ln, err := s.Listen()
-	if err != nil {
-		return err
-	}
-	return s.Serve(ln)
 }
 
 // Addr is the listening address (nil before Serve).
@@ -252,24 +243,37 @@ func (s *Server) Shutdown() {
 	})
 }
 
-// Do runs fn in the engine goroutine and waits for it, or for ctx. It is
-// how status readers get a consistent view.
-func (s *Server) Do(ctx context.Context, fn func(*engine.Engine)) error {
-	done := make(chan struct{})
+// Status returns a copy of the engine's state, taken in the engine
+// goroutine between two events, or ctx's error when the engine does not
+// answer in time. It is how every reader (IPC, status page, metrics, the
+// health check) sees the engine.
+func (s *Server) Status(ctx context.Context) (*engine.Status, error) {
+	reply := make(chan *engine.Status, 1)
 	select {
-	case s.events <- event{kind: evCall, call: func(e *engine.Engine) { fn(e); close(done) }}:
+	case s.events <- event{kind: evStatus, status: reply}:
 	case <-ctx.Done():
-		return ctx.Err()
+		return nil, ctx.Err()
 	case <-s.loopDone:
-		return errors.New("server stopped")
+		return nil, ErrStopped
 	}
 	select {
-	case <-done:
-		return nil
+	case st := <-reply:
+		return st, nil
 	case <-ctx.Done():
-		return ctx.Err()
+		return nil, ctx.Err()
+	case <-s.loopDone:
+		// The loop may have answered just before it ended.
+		select {
+		case st := <-reply:
+			return st, nil
+		default:
+			return nil, ErrStopped
+		}
 	}
 }
+
+// ErrStopped is Status's answer once the server has shut down.
+var ErrStopped = errors.New("server stopped")
 
 // NumConnections is the number of open client connections.
 func (s *Server) NumConnections() int { return int(s.nClients.Load()) }
@@ -284,6 +288,7 @@ const (
 	evTLSStarted
 	evClosed
 	evTimer
+	evStatus
 	evCall
 	evSweep
 	evShutdown
@@ -299,7 +304,10 @@ type event struct {
 	cert  *engine.PeerCert
 	timer engine.TimerKind
 	gen   uint64
-	call  func(*engine.Engine)
+	// call runs in the engine goroutine (the server's own bookkeeping).
+	call func()
+	// status receives the engine's state for a Status call.
+	status chan<- *engine.Status
 	// startTLS receives the engine's decision for a STARTTLS message.
 	startTLS chan bool
 	reason   string
@@ -329,8 +337,10 @@ func (s *Server) loop() {
 			}
 		case evTimer:
 			acts = s.eng.Timer(ev.c.id, ev.timer, ev.gen)
+		case evStatus:
+			ev.status <- s.eng.Status()
 		case evCall:
-			ev.call(s.eng)
+			ev.call()
 		case evSweep:
 			s.sweepDPD()
 		case evShutdown:
@@ -386,7 +396,7 @@ func (s *Server) apply(acts []engine.Action, startTLS chan bool) {
 				}
 			case engine.ActDisconnect:
 				delete(s.conns, c.id)
-				c.closeAfterFlush()
+				c.close()
 				s.left()
 			case engine.ActStartTLS:
 				if startTLS != nil && !tlsAnswered {

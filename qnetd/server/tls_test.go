@@ -22,7 +22,6 @@ import (
 
 	"github.com/qnetd-addon/qnetd/internal/pki"
 	"github.com/qnetd-addon/qnetd/qnetd/client"
-	"github.com/qnetd-addon/qnetd/qnetd/engine"
 	"github.com/qnetd-addon/qnetd/qnetd/server"
 	"github.com/qnetd-addon/qnetd/qnetd/wire"
 )
@@ -236,25 +235,25 @@ func TestStartTLSWithPipelinedClientHello(t *testing.T) {
 	})
 }
 
-// engineState is a snapshot of the engine's clients, read through Do.
+// engineState is a snapshot of the engine's clients, read through Status.
 type engineState struct{ clients []string }
 
 func (s *engineState) read(t *testing.T, srv *server.Server) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	require.NoError(t, srv.Do(ctx, func(e *engine.Engine) {
-		for _, cl := range e.Clusters() {
-			for _, c := range cl.Clients {
-				state := "tls off"
-				if c.TLSActive {
-					state = "tls unverified"
-				}
-				if c.CertVerified {
-					state = "tls verified"
-				}
-				s.clients = append(s.clients, fmt.Sprintf("%s/%d %s", cl.Name, c.NodeID, state))
+	st, err := srv.Status(ctx)
+	require.NoError(t, err)
+	for _, cl := range st.Clusters {
+		for _, c := range cl.Nodes {
+			state := "tls off"
+			if c.TLSActive {
+				state = "tls unverified"
 			}
+			if c.CertVerified {
+				state = "tls verified"
+			}
+			s.clients = append(s.clients, fmt.Sprintf("%s/%d %s", cl.Name, c.NodeID, state))
 		}
-	}))
+	}
 }

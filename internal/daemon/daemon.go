@@ -1,0 +1,374 @@
+// Package daemon assembles a running qnetd from one Config: the protocol
+// server and its certificate authority, the local IPC socket that
+// corosync-qnetd-tool talks to, and, where the add-on asks for them, the
+// status page with /health and /metrics and the SSH pairing endpoint.
+// The corosync-qnetd command line and the add-on only translate their
+// inputs (flags, options.json) into a Config, so that a fix here reaches
+// both.
+package daemon
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/qnetd-addon/qnetd/internal/adminipc"
+	"github.com/qnetd-addon/qnetd/internal/pairing"
+	"github.com/qnetd-addon/qnetd/internal/pki"
+	"github.com/qnetd-addon/qnetd/internal/status"
+	"github.com/qnetd-addon/qnetd/internal/version"
+	"github.com/qnetd-addon/qnetd/internal/web"
+	"github.com/qnetd-addon/qnetd/qnetd/engine"
+	"github.com/qnetd-addon/qnetd/qnetd/server"
+	"github.com/qnetd-addon/qnetd/qnetd/wire"
+)
+
+// Config is everything a qnetd daemon needs, however it was started.
+type Config struct {
+	// Server is the protocol server: engine settings, listen address,
+	// limits. Its Log, Hooks and Observer are set here.
+	Server server.Config
+	// Listener, optional, is an already bound qnetd socket; without it
+	// Server's address is bound.
+	Listener net.Listener
+	// PKIDir holds the certificate authority, created on first start.
+	// It is loaded unless TLS is off.
+	PKIDir string
+	// LockFile, optional, is upstream's pid file, locked while running.
+	LockFile string
+	// IPC is the local socket for corosync-qnetd-tool (Path is required).
+	// Its Status, Shutdown and Log are set here, and so are the parts of
+	// Info that follow from Server and the bound listener.
+	IPC adminipc.Config
+	// Web, optional: the status page, /health and /metrics.
+	Web *WebConfig
+	// Pairing, optional: the SSH endpoint for pvecm qdevice setup.
+	Pairing *PairingConfig
+	// User, optional: the daemon switches to this user once every port is
+	// bound (binding the pairing port 22 is all root is needed for).
+	User string
+	Log  zerolog.Logger
+}
+
+// WebConfig is the HTTP side: the status page with /health and /metrics.
+type WebConfig struct {
+	// Addr is the listen address (host:port); Listener, when set, is
+	// used instead.
+	Addr     string
+	Listener net.Listener
+	// Publish, optional, receives every new view of the status page
+	// (Home Assistant entities).
+	Publish func(status.View)
+}
+
+// PairingConfig is the SSH pairing endpoint.
+type PairingConfig struct {
+	// Endpoint is the endpoint's configuration; its Tool and Log are set
+	// here.
+	Endpoint pairing.Config
+	// Port is where it listens on every address; Listener, when set, is
+	// used instead.
+	Port     int
+	Listener net.Listener
+}
+
+// Daemon is a started qnetd.
+type Daemon struct {
+	cfg     Config
+	log     zerolog.Logger
+	srv     *server.Server
+	ln      net.Listener
+	ipc     *adminipc.Server
+	pair    *pairing.Server
+	pln     net.Listener
+	web     *http.Server
+	wln     net.Listener
+	page    *status.Page
+	ipcStop chan struct{}
+	served  chan error
+	undo    []func() // closes what Start opened, newest last
+}
+
+// Run starts the daemon and serves until ctx ends, a shutdown is asked
+// for over the local socket, or the server fails.
+func Run(ctx context.Context, cfg Config) error {
+	d, err := Start(cfg)
+	if err != nil {
+		return err
+	}
+	return d.Wait(ctx)
+}
+
+// Start binds every socket, drops privileges and starts serving. On error
+// everything it opened is closed again.
+func Start(cfg Config) (*Daemon, error) {
+	d := &Daemon{cfg: cfg, log: cfg.Log, ipcStop: make(chan struct{}), served: make(chan error, 1)}
+	if err := d.start(); err != nil {
+		d.closeAll()
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *Daemon) start() error {
+	cfg := d.cfg
+	log := cfg.Log
+	scfg := cfg.Server
+	scfg.Log = log
+	var authority *pki.Authority
+	if scfg.Engine.TLS != wire.TLSUnsupported {
+		a, err := LoadAuthority(cfg.PKIDir, log)
+		if err != nil {
+			return fmt.Errorf("TLS with certificates in %s: %w", cfg.PKIDir, err)
+		}
+		authority = a
+		scfg.TLS = a.TLSConfig(scfg.Engine.ClientCertRequired)
+	}
+	unlock, err := lockPIDFile(cfg.LockFile)
+	if err != nil {
+		return err
+	}
+	d.undo = append(d.undo, unlock)
+	if limit, err := raiseFDLimit(); err != nil {
+		log.Warn().Err(err).Msg("cannot raise the open file limit")
+	} else {
+		log.Info().Uint64("open_files", limit).Msg("open file limit")
+	}
+
+	// The web side reads the server's status and feeds the server's hooks:
+	// the closure breaks the cycle.
+	var w *web.Web
+	var rec *status.Recorder
+	if cfg.Web != nil {
+		w = web.New(web.Config{Status: func(ctx context.Context) (*engine.Status, error) { return d.srv.Status(ctx) },
+			PKIRequired: scfg.Engine.TLS != wire.TLSUnsupported, Log: log})
+		w.SetPKILoaded(authority != nil)
+		rec = status.NewRecorder(time.Now, time.Hour)
+		scfg.Hooks, scfg.Observer = w.Metrics().Hooks(), rec
+	}
+	d.srv = server.New(scfg)
+	// The server first, so that its accept loop knows it is closing when
+	// the listener goes; a listener it never served is closed after it.
+	d.undo = append(d.undo, func() {
+		d.srv.Shutdown()
+		if d.ln != nil {
+			d.ln.Close()
+		}
+	})
+	d.ln = cfg.Listener
+	if d.ln == nil {
+		if d.ln, err = d.srv.Listen(); err != nil {
+			return err
+		}
+	}
+
+	if err := d.startIPC(); err != nil {
+		return err
+	}
+	if err := d.startPairing(); err != nil {
+		return err
+	}
+	if w != nil {
+		if err := d.startWeb(w, rec); err != nil {
+			return err
+		}
+	}
+	if err := dropPrivileges(cfg.User, log); err != nil {
+		return err
+	}
+
+	go func() { _ = d.ipc.Serve() }()
+	if d.pair != nil {
+		go func() { _ = d.pair.Serve(d.pln) }()
+	}
+	if d.web != nil {
+		go func() { _ = d.web.Serve(d.wln) }()
+	}
+	go func() { d.served <- d.srv.Serve(d.ln) }()
+	ev := log.Info().Str("version", version.Core).Str("addr", d.ln.Addr().String()).
+		Str("tls", scfg.Engine.TLS.String()).Bool("client_cert_required", scfg.Engine.ClientCertRequired).
+		Int("max_clients", scfg.MaxClients).Str("local_socket_file", cfg.IPC.Path)
+	if d.wln != nil {
+		ev = ev.Str("status_page", d.wln.Addr().String())
+	}
+	if d.pln != nil {
+		ev = ev.Str("pairing", d.pln.Addr().String())
+	}
+	ev.Msg("corosync-qnetd started")
+	return nil
+}
+
+func (d *Daemon) startIPC() error {
+	c := d.cfg.IPC
+	c.Status, c.Log = d.srv.Status, d.log
+	c.Shutdown = func() { close(d.ipcStop) }
+	c.Info.Host = d.cfg.Server.Host
+	c.Info.Port = d.cfg.Server.Port
+	if ta, ok := d.ln.Addr().(*net.TCPAddr); ok {
+		c.Info.Port = ta.Port
+	}
+	c.Info.ListenAddr = d.ln.Addr()
+	c.Info.MaxClients = int64(d.cfg.Server.MaxClients)
+	ipc, err := adminipc.Listen(c)
+	if err != nil {
+		return fmt.Errorf("local IPC socket %s (local_socket_file): %w", c.Path, err)
+	}
+	d.ipc = ipc
+	d.undo = append(d.undo, func() { ipc.Close() })
+	return nil
+}
+
+func (d *Daemon) startPairing() error {
+	pc := d.cfg.Pairing
+	if pc == nil {
+		return nil
+	}
+	ec := pc.Endpoint
+	ec.Log = d.log
+	sock := d.cfg.IPC.Path
+	ec.Tool = func(args []string, stdout, stderr io.Writer) int {
+		return adminipc.ToolMain(append([]string{"-p", sock}, args...), stdout, stderr)
+	}
+	pair, err := pairing.New(ec)
+	if err != nil {
+		return fmt.Errorf("pairing endpoint: %w", err)
+	}
+	d.pair = pair
+	d.undo = append(d.undo, func() { pair.Close() })
+	d.pln = pc.Listener
+	if d.pln == nil {
+		if d.pln, err = net.Listen("tcp", ":"+strconv.Itoa(pc.Port)); err != nil {
+			return fmt.Errorf("pairing endpoint on port %d (option pairing_port; another SSH server may use it, see DOCS.md): %w", pc.Port, err)
+		}
+	}
+	d.undo = append(d.undo, func() { d.pln.Close() })
+	return nil
+}
+
+func (d *Daemon) startWeb(w *web.Web, rec *status.Recorder) error {
+	wc := d.cfg.Web
+	w.SetQnetdAddr(d.ln.Addr().String())
+	d.page = status.New(status.Config{Status: d.srv.Status, Address: d.ln.Addr().String(), Recorder: rec,
+		Pairing: d.pairingInfo, Publish: wc.Publish})
+	d.page.Register(w.Handle)
+	d.wln = wc.Listener
+	if d.wln == nil {
+		var err error
+		if d.wln, err = net.Listen("tcp", wc.Addr); err != nil {
+			return fmt.Errorf("status page on %s: %w", wc.Addr, err)
+		}
+	}
+	d.undo = append(d.undo, func() { d.wln.Close() })
+	d.web = &http.Server{Handler: w, ReadHeaderTimeout: 10 * time.Second}
+	return nil
+}
+
+// pairingInfo is what the status page shows for pairing a cluster.
+func (d *Daemon) pairingInfo() status.Pairing {
+	if d.pair == nil {
+		return status.Pairing{Fingerprints: []string{}}
+	}
+	host := d.cfg.Pairing.Endpoint.PublicHost
+	port := d.cfg.Pairing.Port
+	if ta, ok := d.pln.Addr().(*net.TCPAddr); ok {
+		port = ta.Port
+	}
+	pi := status.Pairing{Enabled: true, Host: host, Port: port, Command: "pvecm qdevice setup " + host,
+		Fingerprints: d.pair.HostKeyFingerprints()}
+	if port != 22 {
+		pi.SSHConfig = pairing.SSHConfigStanza(host, port)
+	}
+	return pi
+}
+
+// Addr is the qnetd listener's address.
+func (d *Daemon) Addr() net.Addr { return d.ln.Addr() }
+
+// WebAddr is the status page's address (nil without one).
+func (d *Daemon) WebAddr() net.Addr {
+	if d.wln == nil {
+		return nil
+	}
+	return d.wln.Addr()
+}
+
+// PairingAddr is the pairing endpoint's address (nil without one).
+func (d *Daemon) PairingAddr() net.Addr {
+	if d.pln == nil {
+		return nil
+	}
+	return d.pln.Addr()
+}
+
+// Wait serves until ctx ends, a shutdown is asked for over the local
+// socket, or the server fails; then it stops everything. A failed server
+// is an error; the other two are a clean stop.
+func (d *Daemon) Wait(ctx context.Context) error {
+	pctx, stopPage := context.WithCancel(context.Background())
+	defer stopPage()
+	if d.page != nil {
+		go d.page.Run(pctx, 2*time.Second)
+	}
+	var err error
+	select {
+	case <-ctx.Done():
+		d.log.Info().Msg("shutting down")
+	case <-d.ipcStop:
+		d.log.Info().Msg("shutting down (requested over local IPC)")
+	case err = <-d.served:
+		if err != nil {
+			err = fmt.Errorf("server stopped: %w", err)
+		}
+	}
+	stopPage()
+	if d.web != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = d.web.Shutdown(sctx)
+		cancel()
+	}
+	d.closeAll()
+	return err
+}
+
+// closeAll undoes Start, newest first.
+func (d *Daemon) closeAll() {
+	for i := len(d.undo) - 1; i >= 0; i-- {
+		d.undo[i]()
+	}
+	d.undo = nil
+}
+
+// LoadAuthority loads the certificate authority from dir (upstream's
+// nss_db_dir), creating one on first start.
+func LoadAuthority(dir string, log zerolog.Logger) (*pki.Authority, error) {
+	if dir == "" {
+		return nil, errors.New("no certificate directory configured")
+	}
+	if !pki.Initialized(dir) {
+		if _, err := pki.Init(dir, time.Now()); err != nil {
+			return nil, fmt.Errorf("create certificate authority: %w", err)
+		}
+		log.Info().Str("dir", dir).Msg("created a new certificate authority and server certificate")
+	}
+	a, err := pki.Load(dir)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(a.CA.Raw)
+	log.Info().Str("dir", dir).Str("ca_sha256", hex.EncodeToString(sum[:])).Time("ca_not_after", a.CA.NotAfter).
+		Msg("certificate authority loaded")
+	return a, nil
+}
+
+// SocketIn is the IPC socket's path in a run directory, as upstream names it.
+func SocketIn(runDir string) string { return filepath.Join(runDir, "corosync-qnetd.sock") }

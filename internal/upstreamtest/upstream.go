@@ -1,0 +1,163 @@
+// Package upstreamtest starts Debian's corosync-qnetd for tests that
+// compare it with ours. Upstream binds its port itself and takes no
+// listener, so a port is tried and, when it turns out to be taken (the
+// daemon exits before it is ready), another one; the daemon's own
+// "ready" line says it listens, so a test never talks to somebody else's
+// socket.
+package upstreamtest
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Binary returns the path of Debian's program name; without it the test
+// is skipped, or fails when QNETD_REQUIRE_UPSTREAM is set (CI).
+func Binary(t testing.TB, name string) string {
+	t.Helper()
+	for _, p := range []string{"/usr/sbin/" + name, "/usr/bin/" + name} {
+		if st, err := os.Stat(p); err == nil && !st.IsDir() {
+			return p
+		}
+	}
+	if os.Getenv("QNETD_REQUIRE_UPSTREAM") != "" {
+		t.Fatalf("%s is not installed but QNETD_REQUIRE_UPSTREAM is set", name)
+	}
+	t.Skipf("Debian's %s is not installed (make test installs it)", name)
+	return ""
+}
+
+// Qnetd is a running corosync-qnetd.
+type Qnetd struct {
+	// Addr is where clients connect (127.0.0.1:port).
+	Addr string
+	Port int
+	// Sock is its local IPC socket.
+	Sock string
+}
+
+// Ports are tried from below Linux's ephemeral range (32768 and up by
+// default), so that no outgoing connection of the machine holds one.
+const (
+	portLow  = 20000
+	portHigh = 32000
+	attempts = 8
+)
+
+// Start runs corosync-qnetd -f -d -s off [-l host] with its lock and IPC
+// socket in a temporary directory and waits until it is ready. It is
+// stopped, by PID, when the test ends: "shutdown" over IPC, else SIGTERM,
+// else SIGKILL.
+func Start(t testing.TB, host string) *Qnetd {
+	t.Helper()
+	bin := Binary(t, "corosync-qnetd")
+	var tried []string
+	for range attempts {
+		port := portLow + rand.IntN(portHigh-portLow)
+		q, log, ok := try(t, bin, host, port)
+		if ok {
+			return q
+		}
+		if !strings.Contains(log, "in use") {
+			t.Fatalf("corosync-qnetd did not start on port %d:\n%s", port, log)
+		}
+		tried = append(tried, strconv.Itoa(port))
+	}
+	t.Fatalf("corosync-qnetd found every port taken: %s", strings.Join(tried, ", "))
+	return nil
+}
+
+func try(t testing.TB, bin, host string, port int) (*Qnetd, string, bool) {
+	dir := t.TempDir()
+	q := &Qnetd{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Port: port, Sock: filepath.Join(dir, "qnetd.sock")}
+	args := []string{"-f", "-d", "-s", "off", "-p", strconv.Itoa(port),
+		"-S", "lock_file=" + filepath.Join(dir, "qnetd.pid") + ",local_socket_file=" + q.Sock}
+	if host != "" {
+		args = append(args, "-l", host)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatalf("corosync-qnetd: %v", err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start corosync-qnetd: %v", err)
+	}
+	exited := make(chan struct{})
+	ready := make(chan struct{})
+	var mu sync.Mutex
+	var logBuf bytes.Buffer
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		signalled := false
+		for sc.Scan() {
+			if !signalled {
+				mu.Lock()
+				logBuf.WriteString(sc.Text() + "\n")
+				mu.Unlock()
+			}
+			if !signalled && strings.Contains(sc.Text(), "QNetd ready to provide service") {
+				signalled = true
+				close(ready)
+			}
+		}
+		_, _ = io.Copy(io.Discard, stderr)
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	log := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return logBuf.String()
+	}
+	select {
+	case <-ready:
+	case <-exited:
+		return nil, log(), false
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		<-exited
+		t.Fatalf("corosync-qnetd did not become ready:\n%s", log())
+	}
+	t.Cleanup(func() { stop(cmd, q, exited) })
+	return q, log(), true
+}
+
+func stop(cmd *exec.Cmd, q *Qnetd, exited chan struct{}) {
+	// "shutdown" over IPC ends its loop at once; SIGTERM only closes the
+	// IPC socket and the loop then sleeps until the next event.
+	if c, err := net.Dial("unix", q.Sock); err == nil {
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		_, _ = io.WriteString(c, "shutdown \n")
+		_, _ = io.ReadAll(c)
+		c.Close()
+	}
+	select {
+	case <-exited:
+		return
+	case <-time.After(5 * time.Second):
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	if c, err := net.Dial("tcp", q.Addr); err == nil {
+		c.Close() // wake its poll loop
+	}
+	select {
+	case <-exited:
+	case <-time.After(5 * time.Second):
+		_ = cmd.Process.Kill()
+		<-exited
+	}
+}
