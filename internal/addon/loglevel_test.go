@@ -93,8 +93,8 @@ func TestLogLevels(t *testing.T) {
 			c, err := client.Dial(addr, client.NewNode(client.Settings{Cluster: "c", NodeID: 1, Algorithm: wire.AlgoFFSplit,
 				TieBreaker: wire.TieBreaker{Mode: wire.TieBreakerLowest}, Heartbeat: 8000, KAP: true}), 5*time.Second)
 			require.NoError(t, err)
-			// info + debug + trace: a plain node joins and gets a vote.
-			require.NoError(t, c.Handshake(wire.RingID{NodeID: 1, Seq: 4}, nil))
+			// info + debug + trace: a paired node joins and gets a vote.
+			require.NoError(t, c.Handshake(wire.RingID{NodeID: 1, Seq: 4}, signedClientTLS(t, p, "c")))
 			nodes := []wire.NodeInfo{{NodeID: 1}, {NodeID: 2}}
 			_, err = c.Call(c.Node.Config(nodes, true, nil))
 			require.NoError(t, err)

@@ -188,7 +188,7 @@ func TestRootfsInitRunHealthAndStop(t *testing.T) {
 	// Inside the container, the upstream tool name answers over the IPC socket.
 	out, err = sb.cmd("corosync-qnetd-tool", "-s", "-p", "/run/corosync-qnetd/corosync-qnetd.sock").CombinedOutput()
 	require.NoError(t, err, "%s", out)
-	require.Contains(t, string(out), "TLS:\t\t\t\tSupported (client certificate required)\n")
+	require.Contains(t, string(out), "TLS:\t\t\t\tRequired (client certificate required)\n")
 	// The status page is served on the ingress port.
 	resp, err := http.Get("http://" + sb.webAddr + "/")
 	require.NoError(t, err)

@@ -243,7 +243,10 @@ func DaemonConfig(p Paths, o Options, log zerolog.Logger) daemon.Config {
 	}
 	scfg.Engine.TLS = wire.TLSUnsupported
 	if o.TLSEnabled {
-		scfg.Engine.TLS = wire.TLSSupportedOn
+		// Required, not optional: with "on" a client that never starts TLS
+		// joins any cluster without a certificate. corosync-qdevice with
+		// tls: on (what pvecm writes) starts TLS whenever it is offered.
+		scfg.Engine.TLS = wire.TLSRequired
 		scfg.Engine.ClientCertRequired = true
 	}
 	cfg := daemon.Config{

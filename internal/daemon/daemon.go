@@ -125,6 +125,10 @@ func (d *Daemon) start() error {
 	log := cfg.Log
 	scfg := cfg.Server
 	scfg.Log = log
+	if scfg.Engine.TLS == wire.TLSSupportedOn {
+		log.Warn().Str("tls", scfg.Engine.TLS.String()).
+			Msg("TLS is optional: clients that do not start TLS are accepted without a certificate and may join any cluster; -s req refuses them")
+	}
 	var authority *pki.Authority
 	if scfg.Engine.TLS != wire.TLSUnsupported {
 		a, err := LoadAuthority(cfg.PKIDir, log)
