@@ -12,7 +12,6 @@ import (
 
 	"github.com/qnetd-addon/qnetd/internal/addon"
 	"github.com/qnetd-addon/qnetd/internal/adminipc"
-	"github.com/qnetd-addon/qnetd/internal/bench"
 	"github.com/qnetd-addon/qnetd/internal/certutilcmd"
 	"github.com/qnetd-addon/qnetd/internal/pairing"
 	"github.com/qnetd-addon/qnetd/internal/qnetdcmd"
@@ -32,7 +31,6 @@ func environ() map[string]string {
 // tools maps the names the binary answers to onto their entry points.
 var tools = map[string]func(args []string) int{
 	"corosync-qnetd": func(args []string) int { return qnetdcmd.Main(args, environ(), os.Stdout, os.Stderr) },
-	"bench":          func(args []string) int { return bench.Main(args, os.Stdout, os.Stderr) },
 	"addon":          func(args []string) int { return addon.Main(args, environ(), os.Stdout, os.Stderr) },
 	"corosync-qnetd-certutil": func(args []string) int {
 		return certutilcmd.Main(args, environ(), os.Stdout, os.Stderr, time.Now)
@@ -67,7 +65,6 @@ tools (also answered to by their names, e.g. a corosync-qnetd symlink):
   corosync-qnetd-certutil   the certificate authority (upstream's flags)
   pairing                   the SSH pairing endpoint for pvecm qdevice setup, on its own
   addon init|run|healthcheck   the Home Assistant add-on
-  bench all|connect|restart|idle|splits|storm|profile   ours vs Debian's corosync-qnetd
   version                   print the versions
 `)
 		os.Exit(2)

@@ -14,7 +14,7 @@ import (
 	"time"
 )
 
-const usage = `usage: qnetd bench WORKLOAD [flags]
+const usage = `usage: qnetd-bench WORKLOAD [flags]
 
 workloads (each runs against Debian's corosync-qnetd and ours, one after the other):
   all       every workload below, with the goals of issue #7
@@ -25,10 +25,10 @@ workloads (each runs against Debian's corosync-qnetd and ours, one after the oth
   storm     TLS connection storm (INIT only), the first benchmark
   profile   ours only, in-process: where the memory per client goes (pprof)
 
-Run "qnetd bench WORKLOAD -h" for the flags.
+Run "qnetd-bench WORKLOAD -h" for the flags.
 `
 
-// Main runs "qnetd bench WORKLOAD [flags]" and returns the exit status.
+// Main runs "qnetd-bench WORKLOAD [flags]" and returns the exit status.
 func Main(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
@@ -65,17 +65,17 @@ func runMain(workload string, args []string, stdout, stderr io.Writer) int {
 	servers := fs.String("servers", "upstream,ours", "which servers to run")
 	asJSON := fs.Bool("json", false, "print JSON instead of the markdown table")
 	out := fs.String("out", "", "also write bench.md and bench.json to this directory")
-	bin := fs.String("bin", "", "our binary (default: this one)")
+	bin := fs.String("bin", "", "our qnetd binary (default: the qnetd next to this executable)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if !defaultBinary(bin, stderr) {
 		return 1
 	}
-	p.Log = func(format string, a ...any) {
+	logf := func(format string, a ...any) {
 		fmt.Fprintf(stderr, "%s  "+format+"\n", append([]any{time.Now().Format("15:04:05")}, a...)...)
 	}
-	r := &runner{p: p, bin: *bin, log: p.Log}
+	r := &runner{p: p, bin: *bin, log: logf}
 	for _, s := range strings.Split(*servers, ",") {
 		switch strings.TrimSpace(s) {
 		case "upstream":
@@ -315,7 +315,7 @@ func stormMain(args []string, stdout, stderr io.Writer) int {
 	tlsOn := fs.Bool("tls", true, "STARTTLS with client certificates")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
 	timeout := fs.Duration("timeout", 120*time.Second, "per storm")
-	bin := fs.String("bin", "", "our binary (default: this one)")
+	bin := fs.String("bin", "", "our qnetd binary (default: the qnetd next to this executable)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -380,16 +380,23 @@ func firstErr(r StormResult) string {
 	return "; first: " + r.FirstErr
 }
 
-// defaultBinary makes an empty -bin mean this very binary.
+// defaultBinary makes an empty -bin mean the qnetd beside this executable:
+// the bench is its own command so that the add-on's binary does not carry
+// it, and "make bench" builds both into bin/.
 func defaultBinary(bin *string, stderr io.Writer) bool {
 	if *bin != "" {
 		return true
 	}
 	exe, err := os.Executable()
 	if err != nil {
-		fmt.Fprintln(stderr, "bench:", err)
+		fmt.Fprintln(stderr, "bench: finding our qnetd binary:", err)
 		return false
 	}
-	*bin = exe
+	ours := filepath.Join(filepath.Dir(exe), "qnetd")
+	if _, err := os.Stat(ours); err != nil {
+		fmt.Fprintf(stderr, "bench: our qnetd binary: %v (build ./cmd/qnetd next to qnetd-bench, or pass -bin)\n", err)
+		return false
+	}
+	*bin = ours
 	return true
 }

@@ -113,13 +113,6 @@ type Params struct {
 	LeaveWait      time.Duration // how long to watch RSS come back after the clients left
 	ReconnectPause time.Duration
 	Heartbeat      time.Duration
-	Log            func(format string, args ...any)
-}
-
-func (p *Params) logf(format string, args ...any) {
-	if p.Log != nil {
-		p.Log(format, args...)
-	}
 }
 
 // Connect measures N clusters x K nodes connecting at once (TCP, PREINIT,

@@ -1,7 +1,7 @@
 // Package load_test holds the load and fault tests of issue #7: many
 // connections, floods, slow and silent clients, churn, and kill -9 of the
 // daemon. They assert behaviour (served within the heartbeat, back to the
-// baseline, re-voted), never speed: speed is what "qnetd bench" measures.
+// baseline, re-voted), never speed: speed is what qnetd-bench measures.
 package load_test
 
 import (
