@@ -11,11 +11,10 @@ build:
 	ln -sf qnetd bin/corosync-qnetd-certutil
 	ln -sf qnetd bin/corosync-qnetd-tool
 
-# Run qnetd in the foreground on 127.0.0.1:5403 with a local data dir.
+# Run what users get, locally: qnetd, the status page on 127.0.0.1:8403,
+# the pairing endpoint on port 2222; data in ./.data (see scripts/run-local.sh).
 run: build
-	mkdir -p $(DATA)
-	./bin/corosync-qnetd -f -l 127.0.0.1 -p 5403 \
-	  -S lock_file=$(DATA)/qnetd.pid,local_socket_file=$(DATA)/qnetd.sock,nss_db_dir=$(DATA)/nssdb
+	DATA=$(DATA) ./scripts/run-local.sh
 
 # Every test, as CI runs it (installs what it needs; root for the real-peer rig).
 test:

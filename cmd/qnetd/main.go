@@ -39,25 +39,7 @@ var tools = map[string]func(args []string) int{
 	"pairing":             func(args []string) int { return pairing.Main(args, os.Stderr) },
 }
 
-func main() {
-	name := filepath.Base(os.Args[0])
-	args := os.Args[1:]
-	if _, ok := tools[name]; !ok {
-		if len(args) > 0 {
-			if _, ok := tools[args[0]]; ok {
-				name, args = args[0], args[1:]
-			}
-		}
-	}
-	if run, ok := tools[name]; ok {
-		os.Exit(run(args))
-	}
-	if len(args) > 0 && (args[0] == "version" || args[0] == "--version") {
-		fmt.Printf("qnetd %s (core %s)\n", version.AddOn, version.Core)
-		return
-	}
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprint(os.Stderr, `usage: qnetd TOOL [ARGS]
+const usage = `usage: qnetd TOOL [ARGS]
 
 tools (also answered to by their names, e.g. a corosync-qnetd symlink):
   corosync-qnetd            the arbitrator daemon (upstream's flags)
@@ -66,9 +48,45 @@ tools (also answered to by their names, e.g. a corosync-qnetd symlink):
   pairing                   the SSH pairing endpoint for pvecm qdevice setup, on its own
   addon init|run|healthcheck   the Home Assistant add-on
   version                   print the versions
-`)
-		os.Exit(2)
+
+"qnetd TOOL -h" prints a tool's usage.
+`
+
+func isHelp(args []string) bool {
+	return len(args) == 1 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help")
+}
+
+func main() {
+	os.Exit(run(filepath.Base(os.Args[0]), os.Args[1:]))
+}
+
+func run(name string, args []string) int {
+	if tool, ok := tools[name]; ok {
+		// Called by an upstream name: upstream's behaviour, exit status
+		// of -h included (corosync-qnetd and its tool exit 1 there).
+		return tool(args)
+	}
+	if len(args) > 0 {
+		if tool, ok := tools[args[0]]; ok {
+			code := tool(args[1:])
+			if isHelp(args[1:]) {
+				// "qnetd TOOL -h" asked for help and got it.
+				return 0
+			}
+			return code
+		}
+	}
+	switch {
+	case len(args) == 1 && (args[0] == "version" || args[0] == "--version"):
+		fmt.Printf("qnetd %s (core %s)\n", version.AddOn, version.Core)
+		return 0
+	case isHelp(args):
+		fmt.Print(usage)
+		return 0
+	case len(args) == 0:
+		fmt.Fprint(os.Stderr, usage)
+		return 2
 	}
 	// Anything else: the daemon with these flags.
-	os.Exit(tools["corosync-qnetd"](args))
+	return tools["corosync-qnetd"](args)
 }

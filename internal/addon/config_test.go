@@ -5,6 +5,7 @@ import (
 	"image"
 	_ "image/png"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -180,5 +181,36 @@ func TestIconAndLogo(t *testing.T) {
 			require.Equal(t, size, cfg.Width, name)
 			require.Equal(t, size, cfg.Height, name)
 		}
+	}
+}
+
+// TestWorkflows: the GitHub workflows that build, publish and lint the
+// add-on pass actionlint (which also runs shellcheck on their scripts).
+func TestWorkflows(t *testing.T) {
+	for _, name := range []string{"builder.yaml", "lint.yaml"} {
+		require.FileExists(t, filepath.Join(repo, ".github", "workflows", name))
+	}
+	cmd := exec.Command("go", "tool", "actionlint")
+	cmd.Dir = repo
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "actionlint:\n%s", out)
+}
+
+// TestStoreConventions: prebuilt images named per architecture, an
+// experimental stage while 0.x, a license, and a build context that
+// holds only what the image needs.
+func TestStoreConventions(t *testing.T) {
+	cfg := loadYAML(t, filepath.Join(repo, "config.yaml")).(map[string]any)
+	wf := loadYAML(t, filepath.Join(repo, ".github", "workflows", "builder.yaml")).(map[string]any)
+	image := wf["env"].(map[string]any)["IMAGE_NAME"].(string)
+	require.Equal(t, "ghcr.io/qnetd-addon/{arch}-"+image, cfg["image"], "the workflow publishes what the Supervisor pulls")
+	if strings.HasPrefix(cfg["version"].(string), "0.") {
+		require.Equal(t, "experimental", cfg["stage"])
+	}
+	require.FileExists(t, filepath.Join(repo, "LICENSE"))
+	ignore, err := os.ReadFile(filepath.Join(repo, ".dockerignore"))
+	require.NoError(t, err)
+	for _, line := range []string{"*", "!cmd/", "!internal/", "!qnetd/", "!rootfs/", "!go.mod", "!go.sum"} {
+		require.Contains(t, strings.Split(string(ignore), "\n"), line)
 	}
 }

@@ -27,3 +27,24 @@ func TestOptionFiles(t *testing.T) {
 		require.EqualError(t, err, strings.TrimSpace(string(want)), f)
 	}
 }
+
+// TestPathsFromEnvironment: the container's defaults, overrides, and an
+// empty value meaning "none" for the link and the user (a local run).
+func TestPathsFromEnvironment(t *testing.T) {
+	p, err := LoadPaths(map[string]string{})
+	require.NoError(t, err)
+	require.Equal(t, "/etc/corosync/qnetd/nssdb", p.NSSLink)
+	require.Equal(t, "coroqnetd", p.User)
+	require.Equal(t, ":8403", p.IngressAddr)
+
+	p, err = LoadPaths(map[string]string{"QNETD_ADDON_NSS_LINK": "", "QNETD_ADDON_USER": "", "QNETD_ADDON_LISTEN": "127.0.0.1:0"})
+	require.NoError(t, err)
+	require.Equal(t, "", p.NSSLink)
+	require.Equal(t, "", p.User)
+	require.Equal(t, "127.0.0.1:0", p.ListenAddr)
+
+	_, err = LoadPaths(map[string]string{"QNETD_ADDON_LISTEN": "5403"})
+	require.ErrorContains(t, err, `QNETD_ADDON_LISTEN "5403": want host:port`)
+	_, err = LoadPaths(map[string]string{"QNETD_ADDON_LISTEN": ":99999"})
+	require.ErrorContains(t, err, "want a port from 0 to 65535")
+}

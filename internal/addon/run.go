@@ -60,6 +60,14 @@ func LoadPaths(environ map[string]string) (Paths, error) {
 	if p.IngressAddr == "" {
 		p.IngressAddr = ":" + strconv.Itoa(IngressPort)
 	}
+	// Set but empty means "none" (a local run: no link in /etc, no user
+	// switch), where the env package would take the container's default.
+	if v, ok := environ["QNETD_ADDON_NSS_LINK"]; ok && v == "" {
+		p.NSSLink = ""
+	}
+	if v, ok := environ["QNETD_ADDON_USER"]; ok && v == "" {
+		p.User = ""
+	}
 	if err == nil && p.ListenAddr != "" {
 		if _, port, serr := net.SplitHostPort(p.ListenAddr); serr != nil {
 			err = fmt.Errorf("QNETD_ADDON_LISTEN %q: want host:port: %w", p.ListenAddr, serr)
@@ -70,10 +78,26 @@ func LoadPaths(environ map[string]string) (Paths, error) {
 	return p, err
 }
 
+const usage = `usage: qnetd addon init|run|healthcheck
+
+  init          prepare /data: import a dropped CA, create the CA, host keys
+  run           the add-on: qnetd, status page, pairing endpoint, entities
+  healthcheck   GET /health on the status page (the image's HEALTHCHECK)
+
+Options come from /data/options.json. The environment may move the paths:
+QNETD_ADDON_OPTIONS, QNETD_ADDON_DATA, QNETD_ADDON_CONFIG, QNETD_ADDON_RUN,
+QNETD_ADDON_USER, QNETD_ADDON_INGRESS_ADDR, QNETD_ADDON_LISTEN,
+QNETD_ADDON_NSS_LINK (see "make run" for a local setup).
+`
+
 // Main runs "qnetd addon init|run|healthcheck".
 func Main(args []string, environ map[string]string, stdout, stderr io.Writer) int {
+	if len(args) == 1 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
 	if len(args) != 1 {
-		fmt.Fprintln(stderr, "usage: qnetd addon init|run|healthcheck")
+		fmt.Fprint(stderr, usage)
 		return 2
 	}
 	paths, err := LoadPaths(environ)
@@ -86,9 +110,10 @@ func Main(args []string, environ map[string]string, stdout, stderr io.Writer) in
 	}
 	opts, err := LoadOptions(paths.Options)
 	if err != nil {
-		// The log level is unknown yet: say it plainly, at error level.
+		// The log level is unknown yet: say it at error level. The option
+		// and its value are in the error, which the log quotes.
 		l := NewLogger(stderr, "info")
-		l.Error().Msg(err.Error())
+		l.Error().Err(err).Msg("the add-on's options are not valid; fix them in the add-on's configuration")
 		return 1
 	}
 	log := NewLogger(stderr, opts.LogLevel)
@@ -108,7 +133,7 @@ func Main(args []string, environ map[string]string, stdout, stderr io.Writer) in
 		}
 		return 0
 	}
-	fmt.Fprintf(stderr, "qnetd addon: unknown command %q\n", args[0])
+	fmt.Fprintf(stderr, "qnetd addon: unknown command %q\n%s", args[0], usage)
 	return 2
 }
 

@@ -1,6 +1,7 @@
 package pairing
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -22,6 +23,9 @@ func Main(args []string, stderr io.Writer) int {
 	pwFile := fs.String("password-file", "", "file holding the password that may install a key (empty: keys only)")
 	keysFile := fs.String("authorized-keys", "", "authorized_keys file allowed to log in")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
 		return 2
 	}
 	cfg := Config{Addr: *addr, DataDir: *data, PKIDir: *pki,

@@ -193,7 +193,7 @@ func Main(args []string, environ map[string]string, stdout, stderr io.Writer) in
 	defer stop()
 	log := NewLogger(stderr, s.LogFormat, s.Debug > 0)
 	for _, w := range s.Warnings {
-		log.Warn().Msg(w)
+		log.Warn().Str("warning", w).Msg("setting ignored")
 	}
 	cfg, err := s.DaemonConfig(log)
 	if err != nil {
