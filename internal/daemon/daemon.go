@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -84,19 +85,21 @@ type PairingConfig struct {
 
 // Daemon is a started qnetd.
 type Daemon struct {
-	cfg     Config
-	log     zerolog.Logger
-	srv     *server.Server
-	ln      net.Listener
-	ipc     *adminipc.Server
-	pair    *pairing.Server
-	pln     net.Listener
-	web     *http.Server
-	wln     net.Listener
-	page    *status.Page
-	ipcStop chan struct{}
-	served  chan error
-	undo    []func() // closes what Start opened, newest last
+	cfg  Config
+	log  zerolog.Logger
+	srv  *server.Server
+	ln   net.Listener
+	ipc  *adminipc.Server
+	pair *pairing.Server
+	pln  net.Listener
+	web  *http.Server
+	wln  net.Listener
+	page *status.Page
+	// pairingProblem says why pairing is off although it was asked for.
+	pairingProblem string
+	ipcStop        chan struct{}
+	served         chan error
+	undo           []func() // closes what Start opened, newest last
 }
 
 // Run starts the daemon and serves until ctx ends, a shutdown is asked
@@ -252,7 +255,20 @@ func (d *Daemon) startPairing() error {
 	d.pln = pc.Listener
 	if d.pln == nil {
 		if d.pln, err = net.Listen("tcp", ":"+strconv.Itoa(pc.Port)); err != nil {
-			return fmt.Errorf("pairing endpoint on port %d (option pairing_port; another SSH server may use it, see DOCS.md): %w", pc.Port, err)
+			if !errors.Is(err, syscall.EADDRINUSE) {
+				return fmt.Errorf("pairing endpoint on port %d (option pairing_port): %w", pc.Port, err)
+			}
+			// The vote matters more than pairing: qnetd runs on, and the
+			// log and the status page say what to do.
+			d.pairingProblem = fmt.Sprintf("The pairing port %d is taken, most likely by an SSH add-on, so pairing is off. "+
+				"Set the option pairing_port to a free port (for example 2222), restart this add-on, and add the "+
+				"~/.ssh/config stanza it then shows to the Proxmox node before running pvecm qdevice setup.", pc.Port)
+			d.log.Error().Int("pairing_port", pc.Port).Err(err).
+				Msg("pairing is off: its port is taken (an SSH add-on?); set pairing_port to a free port such as 2222 and restart; the status page shows the next steps")
+			pair.Close()
+			d.pair, d.pln = nil, nil
+			d.undo = d.undo[:len(d.undo)-1]
+			return nil
 		}
 	}
 	d.undo = append(d.undo, func() { d.pln.Close() })
@@ -280,7 +296,7 @@ func (d *Daemon) startWeb(w *web.Web, rec *status.Recorder) error {
 // pairingInfo is what the status page shows for pairing a cluster.
 func (d *Daemon) pairingInfo() status.Pairing {
 	if d.pair == nil {
-		return status.Pairing{Fingerprints: []string{}}
+		return status.Pairing{Fingerprints: []string{}, Problem: d.pairingProblem}
 	}
 	host := d.cfg.Pairing.Endpoint.PublicHost
 	port := d.cfg.Pairing.Port

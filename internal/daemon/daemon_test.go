@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -192,4 +193,52 @@ func TestSecondInstanceRefused(t *testing.T) {
 	out, err := cmd.Output()
 	require.NoError(t, err)
 	require.Contains(t, string(out), "another instance is running (lock held on lock_file "+path+")")
+}
+
+// TestPairingPortTakenKeepsQnetd: when the pairing port is taken (an SSH
+// add-on on port 22), qnetd still starts; the log and the status page say
+// what to do.
+func TestPairingPortTakenKeepsQnetd(t *testing.T) {
+	taken := listen(t)
+	cfg := testConfig(t)
+	var logBuf syncBuf
+	cfg.Log = zerolog.New(&logBuf)
+	cfg.Pairing.Listener = nil
+	cfg.Pairing.Port = taken.Addr().(*net.TCPAddr).Port
+	d, err := Start(cfg)
+	require.NoError(t, err, "a taken pairing port does not stop qnetd")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Wait(ctx) }()
+	defer func() { cancel(); require.NoError(t, <-done) }()
+	require.Nil(t, d.PairingAddr())
+	require.Contains(t, logBuf.String(), "pairing is off: its port is taken")
+	require.Contains(t, logBuf.String(), fmt.Sprintf(`"pairing_port":%d`, cfg.Pairing.Port))
+
+	resp, err := http.Get("http://" + d.WebAddr().String() + "/api/status")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Contains(t, string(body), fmt.Sprintf("The pairing port %d is taken", cfg.Pairing.Port))
+	require.Contains(t, string(body), "Set the option pairing_port to a free port")
+	c, err := client.Dial(d.Addr().String(), client.NewNode(client.Settings{Cluster: "c"}), 5*time.Second)
+	require.NoError(t, err, "qnetd serves")
+	c.Close()
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

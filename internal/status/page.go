@@ -27,6 +27,8 @@ type Pairing struct {
 	Command      string   `json:"command"`
 	Fingerprints []string `json:"fingerprints"`
 	SSHConfig    string   `json:"ssh_config,omitempty"`
+	// Problem, when set, says why pairing is not available and what to do.
+	Problem string `json:"problem,omitempty"`
 }
 
 // View is the page's JSON: everything it shows.

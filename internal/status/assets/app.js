@@ -42,7 +42,8 @@ function render(st) {
     `<li><time datetime="${esc(e.time)}">${new Date(e.time).toLocaleTimeString()}</time><strong>${esc(e.cluster)}</strong>: ${esc(e.text)}</li>`
   ).join("") || `<li class="muted">Nothing was decided in the last hour.</li>`;
   const p = st.pairing;
-  $("pairing").innerHTML = !p.enabled ? "" : `<h2>Pair a Proxmox cluster</h2><article class="card">
+  $("pairing").innerHTML = p.problem ? `<h2>Pair a Proxmox cluster</h2><article class="card warn"><p>${esc(p.problem)}</p></article>`
+    : !p.enabled ? "" : `<h2>Pair a Proxmox cluster</h2><article class="card">
     <p>On one Proxmox node, as root:</p><pre>${esc(p.command)}</pre>
     ${p.ssh_config ? `<p>The pairing port is not 22: first add this to <code>/root/.ssh/config</code> on that node:</p><pre>${esc(p.ssh_config)}</pre>` : ""}
     <p>At the first contact SSH shows the host key; it must be one of:</p><pre>${p.fingerprints.map(esc).join("\n")}</pre></article>`;
