@@ -16,6 +16,8 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/qnetd-addon/qnetd/qnetd/engine"
 )
 
 // repo is the repository root (the add-on folder).
@@ -213,4 +215,25 @@ func TestStoreConventions(t *testing.T) {
 	for _, line := range []string{"*", "!cmd/", "!internal/", "!qnetd/", "!rootfs/", "!go.mod", "!go.sum"} {
 		require.Contains(t, strings.Split(string(ignore), "\n"), line)
 	}
+}
+
+// TestDocsListEveryClusterState: DOCS.md's table has a row per state the
+// engine reports, and no other.
+func TestDocsListEveryClusterState(t *testing.T) {
+	docs, err := os.ReadFile(filepath.Join(repo, "DOCS.md"))
+	require.NoError(t, err)
+	rows := regexp.MustCompile("(?m)^\\| `([a-z_]+)` \\| a? ?[a-z]").FindAllStringSubmatch(string(docs), -1)
+	var inDocs []string
+	for _, r := range rows {
+		for _, s := range engine.States() {
+			if r[1] == string(s) {
+				inDocs = append(inDocs, r[1])
+			}
+		}
+	}
+	var want []string
+	for _, s := range engine.States() {
+		want = append(want, string(s))
+	}
+	require.Equal(t, want, inDocs)
 }

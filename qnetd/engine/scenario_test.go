@@ -23,8 +23,15 @@ func scenarioConfig() engine.Config {
 	return cfg
 }
 
-func TestScenarios(t *testing.T) {
-	files, err := filepath.Glob("testdata/*.txt")
+func TestScenarios(t *testing.T) { runStories(t, "testdata/*.txt") }
+
+// TestStates: one story per row of DOCS.md's table of cluster states,
+// each for every algorithm (in-process only: the state is ours, upstream
+// has none).
+func TestStates(t *testing.T) { runStories(t, "testdata/state/*.txt") }
+
+func runStories(t *testing.T, glob string) {
+	files, err := filepath.Glob(glob)
 	require.NoError(t, err)
 	require.NotEmpty(t, files)
 	for _, path := range files {

@@ -33,6 +33,10 @@ type ClusterStatus struct {
 	// Decision is ffsplit's last choice and why; zero before the first
 	// decision and for the other algorithms, which decide per node.
 	Decision Decision
+	// State is the cluster's condition (state.go) and StateReason says
+	// why, in words.
+	State       State
+	StateReason string
 	// Nodes in node id order.
 	Nodes []NodeStatus
 }
@@ -118,6 +122,7 @@ func (cl *Cluster) status() ClusterStatus {
 	// A cluster exists only while it has clients, so kap is never
 	// vacuously true.
 	cs.KAP = kap
+	cs.assess()
 	return cs
 }
 

@@ -181,3 +181,13 @@ func (t *EngineTransport) Wait(ms uint32) {
 	}
 	t.now = limit
 }
+
+// States reports each cluster's state from the engine's status copy.
+func (t *EngineTransport) States() []string {
+	st := t.E.Status()
+	out := make([]string, 0, len(st.Clusters))
+	for _, cl := range st.Clusters {
+		out = append(out, fmt.Sprintf("%s is %s: %s", cl.Name, cl.State, cl.StateReason))
+	}
+	return out
+}

@@ -23,6 +23,8 @@
 //	ask IDS | disconnect IDS | hold IDS | release IDS
 //	wait MS                          let time pass (timers fire)
 //	trace                            also print every message the nodes receive in this block
+//	state                            also print each cluster's state (in-process only:
+//	                                 "c1 is split: split into {1} and {2}; ...")
 //
 // IDS are node ids of the current cluster separated by spaces or commas.
 // Each node's message is sent and settled (replies answered, VOTE_INFO
@@ -171,6 +173,14 @@ type Transport interface {
 	Wait(ms uint32)
 }
 
+// StateReporter is a transport that can tell each cluster's state (the
+// engine in-process; a black-box server cannot).
+type StateReporter interface {
+	// States is one line per cluster, in the order they were created:
+	// "NAME is STATE: REASON".
+	States() []string
+}
+
 type clusterDef struct {
 	name      string
 	algorithm wire.Algorithm
@@ -197,13 +207,17 @@ func NewRunner(t Transport) *Runner {
 
 // Run executes one block and returns its output.
 func (r *Runner) Run(b Block) (string, error) {
-	trace := false
+	trace, state := false, false
 	for _, cmd := range b.Commands {
 		if strings.HasPrefix(cmd, "#") {
 			continue
 		}
-		if strings.TrimSpace(cmd) == "trace" {
+		switch strings.TrimSpace(cmd) {
+		case "trace":
 			trace = true
+			continue
+		case "state":
+			state = true
 			continue
 		}
 		if err := r.exec(cmd); err != nil {
@@ -211,7 +225,15 @@ func (r *Runner) Run(b Block) (string, error) {
 		}
 	}
 	r.T.Settle(voteLines(b.Want), r.renderVotes)
-	return r.render(trace), nil
+	out := r.render(trace)
+	if state {
+		sr, ok := r.T.(StateReporter)
+		if !ok {
+			return "", fmt.Errorf("state: this transport cannot report cluster states")
+		}
+		out = strings.Join(append([]string{out}, sr.States()...), "\n")
+	}
+	return out, nil
 }
 
 // voteLines keeps only the vote lines of an expected output.
