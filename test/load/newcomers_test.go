@@ -1,7 +1,11 @@
 package load_test
 
 import (
+	"bytes"
+	"crypto/tls"
+	"fmt"
 	"net"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -9,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/qnetd-addon/qnetd/internal/adminipc"
 	"github.com/qnetd-addon/qnetd/internal/bench"
 	"github.com/qnetd-addon/qnetd/internal/pki"
 	"github.com/qnetd-addon/qnetd/qnetd/client"
@@ -50,49 +55,15 @@ func TestIdleFloodBeforeInit(t *testing.T) {
 			require.NoError(t, err)
 			base := takeBaseline(t)
 
-			from := client.Loopback(tc.addrs)
-			conns := make([]net.Conn, idle)
-			var next atomic.Int64
-			var failed atomic.Int64
-			var wg sync.WaitGroup
 			begin := time.Now()
-			for w := 0; w < 32; w++ {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for i := int(next.Add(1)) - 1; i < idle; i = int(next.Add(1)) - 1 {
-						d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: from(i)}
-						nc, err := d.Dial("tcp", addr)
-						if err != nil {
-							failed.Add(1)
-							continue
-						}
-						conns[i] = nc
-					}
-				}()
-			}
-			wg.Wait()
+			conns := openIdle(t, addr, idle, tc.addrs)
 			opened := time.Since(begin)
-			defer func() {
-				for _, nc := range conns {
-					if nc != nil {
-						nc.Close()
-					}
-				}
-			}()
-			require.Zero(t, failed.Load(), "connections not even accepted by the kernel")
 			held := srv.NumConnections()
 			require.LessOrEqual(t, held, tc.held)
 
 			// A node (the system's address, 127.0.0.1) reconnects now.
 			t0 := time.Now()
-			n := client.NewNode(client.Settings{Cluster: "pve", NodeID: 1, Algorithm: wire.AlgoFFSplit,
-				TieBreaker: wire.TieBreaker{Mode: wire.TieBreakerLowest}, Heartbeat: 8000, KAP: true})
-			c, err := client.Dial(addr, n, 5*time.Second)
-			require.NoError(t, err)
-			defer c.Close()
-			_ = c.NetConn().SetDeadline(time.Now().Add(10 * time.Second))
-			require.NoError(t, c.Handshake(wire.RingID{NodeID: 1, Seq: 4}, nodeTLS))
+			c, n := tlsNode(t, addr, nodeTLS)
 			took := time.Since(t0)
 			require.Less(t, took, 3*time.Second, "INIT under the flood")
 			require.LessOrEqual(t, srv.NumConnections(), tc.held+1)
@@ -113,11 +84,97 @@ func TestIdleFloodBeforeInit(t *testing.T) {
 				idle, tc.addrs, opened.Round(time.Millisecond), held, took.Round(100*time.Microsecond))
 
 			c.Close()
-			for i, nc := range conns {
+			for _, nc := range conns {
 				nc.Close()
-				conns[i] = nil
 			}
 			checkBaseline(t, srv, base)
 		})
 	}
+}
+
+// openIdle opens n connections to addr from addrs loopback addresses
+// (32 at a time) that send nothing; they are closed when the test ends.
+func openIdle(t *testing.T, addr string, n, addrs int) []net.Conn {
+	t.Helper()
+	from := client.Loopback(addrs)
+	conns := make([]net.Conn, n)
+	var next, failed atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < 32; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
+				d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: from(i)}
+				nc, err := d.Dial("tcp", addr)
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				conns[i] = nc
+			}
+		}()
+	}
+	wg.Wait()
+	t.Cleanup(func() {
+		for _, nc := range conns {
+			if nc != nil {
+				nc.Close()
+			}
+		}
+	})
+	require.Zero(t, failed.Load(), "connections not even accepted by the kernel")
+	return conns
+}
+
+// tlsNode connects node 1 of cluster pve from 127.0.0.1 and completes
+// PREINIT, STARTTLS, the TLS handshake, INIT and SET_OPTION.
+func tlsNode(t *testing.T, addr string, cfg *tls.Config) (*client.Conn, *client.Node) {
+	t.Helper()
+	n := client.NewNode(client.Settings{Cluster: "pve", NodeID: 1, Algorithm: wire.AlgoFFSplit,
+		TieBreaker: wire.TieBreaker{Mode: wire.TieBreakerLowest}, Heartbeat: 8000, KAP: true})
+	c, err := client.Dial(addr, n, 5*time.Second)
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	_ = c.NetConn().SetDeadline(time.Now().Add(10 * time.Second))
+	require.NoError(t, c.Handshake(wire.RingID{NodeID: 1, Seq: 4}, cfg))
+	return c, n
+}
+
+// TestFloodAtUpstreamsOpenFileLimit: our binary with the open-file limit
+// upstream's packaging leaves (1024) and 2,000 idle connections from 300
+// addresses, more than the limit. The connections before INIT take at
+// most half of what is left after the reserve, a TLS node completes INIT,
+// and the local socket still answers corosync-qnetd-tool (as the pairing
+// endpoint and /health would in the add-on). Without the limits every
+// descriptor goes to the flood and nothing else is accepted.
+func TestFloodAtUpstreamsOpenFileLimit(t *testing.T) {
+	const limit, idle = 1024, 2000
+	s, err := bench.StartOursWith(ourBinary(t), bench.Options{TLS: true, OpenFiles: limit})
+	require.NoError(t, err)
+	t.Cleanup(s.Stop)
+	pid := s.PID()
+	fds0, err := bench.CountFDs(pid)
+	require.NoError(t, err)
+	nodeTLS, err := s.ClientTLS("pve")
+	require.NoError(t, err)
+
+	openIdle(t, s.Addr, idle, 300)
+	t0 := time.Now()
+	tlsNode(t, s.Addr, nodeTLS)
+	took := time.Since(t0)
+	require.Less(t, took, 3*time.Second, "INIT under the flood")
+	fds, err := bench.CountFDs(pid)
+	require.NoError(t, err)
+	budget := limit - server.DefaultFDReserve
+	require.LessOrEqual(t, fds-fds0, budget/2+1, "descriptors taken by the flood and the node")
+
+	var out, errb bytes.Buffer
+	sock := filepath.Join(s.Dir, fmt.Sprintf("qnetd-%d.sock", s.Port))
+	require.Equal(t, 0, adminipc.ToolMain([]string{"-s", "-p", sock}, &out, &errb), errb.String())
+	require.Contains(t, out.String(), "Connected clients:")
+	exited, xerr := s.Exited()
+	require.False(t, exited, "server exited: %v", xerr)
+	t.Logf("%d idle connections against a limit of %d open files: the server holds %d descriptors (%d at start); INIT with TLS took %s",
+		idle, limit, fds, fds0, took.Round(100*time.Microsecond))
 }
