@@ -253,8 +253,8 @@ func requireLogged(t *testing.T, logs *syncBuffer, reason string, connections in
 // one line at once and then one line per interval with their number, the
 // address in a field.
 func TestRefusalsAreLoggedSparingly(t *testing.T) {
-	// Longer than the flood takes, so that it ends within one interval.
-	defer server.SetRefusalLogEvery(time.Second)()
+	const every = time.Second
+	defer server.SetRefusalLogEvery(every)()
 	logs := &syncBuffer{}
 	srv := start(t, func(c *server.Config) {
 		c.MaxNewcomersPerSource = 1
@@ -263,9 +263,11 @@ func TestRefusalsAreLoggedSparingly(t *testing.T) {
 	const reason = "too many connections from this address before INIT"
 	dial(t, srv).served()
 	const flood = 30
+	begin := time.Now()
 	for i := 0; i < flood; i++ {
 		dial(t, srv).expectClosed()
 	}
+	took := time.Since(begin)
 	require.Eventually(t, func() bool {
 		sum := 0
 		for _, l := range limitLines(logs, reason) {
@@ -273,11 +275,16 @@ func TestRefusalsAreLoggedSparingly(t *testing.T) {
 		}
 		return sum == flood
 	}, 5*time.Second, time.Millisecond, logs.String())
+	// The first at once, then one per interval the flood lasted (one,
+	// unless this machine is very slow).
 	lines := limitLines(logs, reason)
-	require.Len(t, lines, 2, logs.String())
-	require.Equal(t, []int{1, flood - 1}, []int{lines[0].Connections, lines[1].Connections})
-	host, _, err := net.SplitHostPort(lines[1].Addr)
-	require.NoError(t, err)
-	require.Equal(t, "127.0.0.1", host)
-	require.Equal(t, 2, strings.Count(logs.String(), "\n"), "nothing else logged:\n%s", logs.String())
+	require.Equal(t, 1, lines[0].Connections)
+	require.GreaterOrEqual(t, len(lines), 2)
+	require.LessOrEqual(t, len(lines), 2+int(took/every), logs.String())
+	for _, l := range lines {
+		host, _, err := net.SplitHostPort(l.Addr)
+		require.NoError(t, err)
+		require.Equal(t, "127.0.0.1", host)
+	}
+	require.Equal(t, len(lines), strings.Count(logs.String(), "\n"), "nothing else logged:\n%s", logs.String())
 }

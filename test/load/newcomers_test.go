@@ -84,8 +84,9 @@ func TestIdleFloodBeforeInit(t *testing.T) {
 				idle, tc.addrs, opened.Round(time.Millisecond), held, took.Round(100*time.Microsecond))
 
 			c.Close()
-			for _, nc := range conns {
+			for i, nc := range conns {
 				nc.Close()
+				conns[i] = nil // not part of the server's heap
 			}
 			checkBaseline(t, srv, base)
 		})
