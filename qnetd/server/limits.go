@@ -12,9 +12,9 @@ import (
 
 // Connections that have not completed INIT ("newcomers") prove nothing:
 // anyone who reaches the port can open them, and upstream keeps each one
-// for its 180 s pre-INIT dead-peer interval (docs/qnetd-protocol.md §2.1,
-// §2.10), so enough of them use up the process's file descriptors and a
-// node that reconnects, the pairing endpoint and /health are refused.
+// for its pre-INIT dead-peer interval (180 s by default), so enough of
+// them use up the process's file descriptors and a node that reconnects,
+// the pairing endpoint and /health are refused.
 // corosync-qdevice sends PREINIT, STARTTLS and INIT as soon as it is
 // connected, so a real node is a newcomer for milliseconds. Hence:
 //
@@ -26,13 +26,22 @@ import (
 //   - at most MaxNewcomers newcomers in all (and never more than half the
 //     descriptor budget). When they are all taken, a connection from a
 //     source that holds fewer newcomers than the source holding the most
-//     takes the place of that source's oldest newcomer: a flood spread
-//     over many addresses cannot lock out a node arriving from its own
-//     address. Otherwise the new connection is closed at once;
+//     takes the place of that source's oldest newcomer (if it holds at
+//     least two more), so a flood from fewer addresses than MaxNewcomers
+//     cannot lock out a node arriving from an address of its own.
+//     Otherwise the new connection is closed at once;
 //   - all connections together stay FDReserve descriptors below the
 //     open-file limit, for the rest of the process.
 
-// Defaults of the connection limits; see the Config fields.
+// Defaults of the connection limits; see the Config fields. 20 s is more
+// than twice corosync-qdevice's own connect timeout (8 s by default): a
+// node whose INIT takes longer has given up on the connection itself. 32
+// per source lets the nodes of a site behind one NAT address (or in one
+// IPv6 /64) reconnect at once. 4,096 in all is twice what a storm of 2,000
+// nodes holds, and costs about 6 MB when idle (an idle plaintext
+// connection is about 1.5 kB). 128 descriptors cover the listener, logs,
+// the local socket and the connections of the pairing endpoint and the web
+// server.
 const (
 	DefaultInitTimeout           = 20 * time.Second
 	DefaultMaxNewcomers          = 4096
