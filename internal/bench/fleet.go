@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
 	"sort"
 	"sync"
@@ -17,6 +18,9 @@ import (
 
 // FleetConfig describes a set of simulated clusters.
 type FleetConfig struct {
+	// Addr is the server. On IPv4 loopback every node connects from a
+	// loopback address of its own, as nodes on different hosts do (qnetd
+	// limits the connections one address may hold before INIT).
 	Addr     string
 	Prefix   string // cluster names are Prefix followed by the index
 	Clusters int
@@ -92,6 +96,7 @@ type SimNode struct {
 	C  *Cluster
 	ID uint32
 
+	from    net.Addr // local address; nil: the system's choice
 	ring    wire.RingID
 	members []wire.NodeInfo
 
@@ -136,6 +141,10 @@ func NewFleet(cfg FleetConfig) (*Fleet, error) {
 	for i := range all {
 		all[i] = wire.NodeInfo{NodeID: uint32(i + 1)}
 	}
+	var from func(int) *net.TCPAddr
+	if client.OnLoopback(cfg.Addr) {
+		from = client.Loopback(cfg.Clusters * cfg.Nodes)
+	}
 	for ci := 0; ci < cfg.Clusters; ci++ {
 		c := &Cluster{F: f, Name: fmt.Sprintf("%s%d", cfg.Prefix, ci), seq: 4}
 		c.cond = sync.NewCond(&c.mu)
@@ -148,6 +157,9 @@ func NewFleet(cfg FleetConfig) (*Fleet, error) {
 		}
 		for ni := 0; ni < cfg.Nodes; ni++ {
 			n := &SimNode{C: c, ID: uint32(ni + 1), ring: wire.RingID{NodeID: 1, Seq: c.seq}, members: all}
+			if from != nil {
+				n.from = from(ci*cfg.Nodes + ni)
+			}
 			c.Nodes = append(c.Nodes, n)
 		}
 		f.Clusters = append(f.Clusters, c)
@@ -403,7 +415,7 @@ func (n *SimNode) session(first bool) (connected bool, err error) {
 			}
 		}()
 	}
-	conn, err := client.Dial(f.Config.Addr, st, f.Config.AttemptTimeout)
+	conn, err := client.DialWith(&net.Dialer{Timeout: f.Config.AttemptTimeout, LocalAddr: n.from}, f.Config.Addr, st)
 	if err != nil {
 		return false, err
 	}

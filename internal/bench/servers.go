@@ -47,6 +47,7 @@ type Server struct {
 	Supervise bool
 
 	argv      []string
+	openFiles int // 0: as high as allowed
 	removeDir bool
 	mu        sync.Mutex
 	cmd       *exec.Cmd
@@ -165,6 +166,10 @@ func (s *Server) launch() error {
 	// Both servers get the same high open-file limit (upstream's packaging
 	// leaves it at 1024, which caps it near 1016 clients).
 	script := "ulimit -n 65536 2>/dev/null || ulimit -n $(ulimit -Hn); exec \"$@\""
+	if s.openFiles > 0 {
+		// Soft and hard limit: Go programs raise the soft one at start.
+		script = "ulimit -n " + strconv.Itoa(s.openFiles) + " && exec \"$@\""
+	}
 	cmd := exec.Command("/bin/sh", append([]string{"-c", script, "qnetd"}, s.argv...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	logf, err := os.OpenFile(s.logPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -256,10 +261,13 @@ type Options struct {
 	// ClientTLS reuses the client side of an earlier server with the same
 	// Dir (same CA), which saves signing certificates again.
 	ClientTLS func(cluster string) (*tls.Config, error)
+	// OpenFiles is the process's open-file limit (soft and hard); 0 = as
+	// high as allowed.
+	OpenFiles int
 }
 
 func newServer(name string, o Options, argv func(dir string, port int) []string) (*Server, error) {
-	s := &Server{Name: name, TLS: o.TLS, Dir: o.Dir}
+	s := &Server{Name: name, TLS: o.TLS, Dir: o.Dir, openFiles: o.OpenFiles}
 	if s.Dir == "" {
 		dir, err := os.MkdirTemp("", "qnetd-bench-"+name+"-")
 		if err != nil {

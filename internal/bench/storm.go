@@ -3,6 +3,7 @@ package bench
 import (
 	"crypto/tls"
 	"fmt"
+	"net"
 	"os"
 	"sort"
 	"sync"
@@ -60,6 +61,11 @@ func Storm(s *Server, n int, timeout time.Duration) (StormResult, error) {
 			c.Close()
 		}
 	}()
+	// Each client from a loopback address of its own, as from n hosts.
+	var from func(int) *net.TCPAddr
+	if client.OnLoopback(s.Addr) {
+		from = client.Loopback(n)
+	}
 	times := make([]time.Duration, 0, n)
 	startGate := make(chan struct{})
 	begin := time.Now()
@@ -79,7 +85,11 @@ func Storm(s *Server, n int, timeout time.Duration) (StormResult, error) {
 				if end := begin.Add(timeout); end.Before(deadline) {
 					deadline = end
 				}
-				c, err = client.Dial(s.Addr, node, time.Until(deadline))
+				d := &net.Dialer{Timeout: time.Until(deadline)}
+				if from != nil {
+					d.LocalAddr = from(i)
+				}
+				c, err = client.DialWith(d, s.Addr, node)
 				if err == nil {
 					_ = c.NetConn().SetDeadline(deadline)
 					err = c.Handshake(wire.RingID{NodeID: 1, Seq: 4}, cfgs[i])

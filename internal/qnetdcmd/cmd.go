@@ -133,6 +133,9 @@ func (s *Settings) ServerConfig(log zerolog.Logger) (server.Config, error) {
 	}
 	cfg.Host, cfg.Port, cfg.MaxClients = s.ListenAddr, s.Port, int(s.MaxClients)
 	cfg.SendBuffers = int(min(s.MaxClientSendBuffers, 1<<20))
+	cfg.InitTimeout = time.Duration(s.InitTimeout) * time.Millisecond
+	cfg.MaxNewcomers, cfg.MaxNewcomersPerSource = int(s.MaxClientsBeforeInit), int(s.MaxClientsBeforeInitPerAddress)
+	cfg.FDReserve = int(s.FDReserve)
 	e := &cfg.Engine
 	switch s.TLS {
 	case "off":

@@ -3,11 +3,13 @@ package qnetdcmd
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -15,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/qnetd-addon/qnetd/qnetd/client"
+	"github.com/qnetd-addon/qnetd/qnetd/server"
 	"github.com/qnetd-addon/qnetd/qnetd/wire"
 )
 
@@ -40,6 +43,39 @@ func TestParseUpstreamFlags(t *testing.T) {
 	require.Equal(t, "tcp4", cfg.Network)
 	require.Equal(t, wire.TLSRequired, cfg.Engine.TLS)
 	require.Equal(t, uint32(500), cfg.Engine.HeartbeatMin)
+}
+
+func TestConnectionLimitSettings(t *testing.T) {
+	log := NewLogger(&bytes.Buffer{}, "console", false)
+	s, _, err := Parse(nil, nil)
+	require.NoError(t, err)
+	cfg, err := s.ServerConfig(log)
+	require.NoError(t, err)
+	d := server.DefaultConfig()
+	require.Equal(t, []any{d.InitTimeout, d.MaxNewcomers, d.MaxNewcomersPerSource, d.FDReserve},
+		[]any{cfg.InitTimeout, cfg.MaxNewcomers, cfg.MaxNewcomersPerSource, cfg.FDReserve}, "the same defaults as the server's")
+
+	s, _, err = Parse([]string{"-S", "init_timeout=5000,max_clients_before_init=100,max_clients_before_init_per_address=4,fd_reserve=64"},
+		map[string]string{"QNETD_INIT_TIMEOUT": "1"})
+	require.NoError(t, err)
+	cfg, err = s.ServerConfig(log)
+	require.NoError(t, err)
+	require.Equal(t, []any{5 * time.Second, 100, 4, 64},
+		[]any{cfg.InitTimeout, cfg.MaxNewcomers, cfg.MaxNewcomersPerSource, cfg.FDReserve})
+
+	s, _, err = Parse([]string{"-S", "init_timeout=0,max_clients_before_init=0,max_clients_before_init_per_address=0,fd_reserve=0"}, nil)
+	require.NoError(t, err)
+	cfg, err = s.ServerConfig(log)
+	require.NoError(t, err)
+	require.Equal(t, []any{time.Duration(0), 0, 0, 0},
+		[]any{cfg.InitTimeout, cfg.MaxNewcomers, cfg.MaxNewcomersPerSource, cfg.FDReserve}, "0 turns each off")
+
+	for _, bad := range []string{"init_timeout=-1", "init_timeout=4294967296", "max_clients_before_init=x",
+		"max_clients_before_init_per_address=-2", "fd_reserve=2147483648"} {
+		_, _, err := Parse([]string{"-S", bad}, nil)
+		name, value, _ := strings.Cut(bad, "=")
+		require.ErrorContains(t, err, fmt.Sprintf("Invalid value '%s' for option '%s'", value, name))
+	}
 }
 
 func TestRequiredIsAcceptedForReq(t *testing.T) {

@@ -47,6 +47,13 @@ type Settings struct {
 	IPCMaxSendSize         int64   `env:"IPC_MAX_SEND_SIZE" envDefault:"10485760"`
 	KAPTieBreaker          bool    `env:"KEEP_ACTIVE_PARTITION_TIE_BREAKER"`
 
+	// Not upstream's: limits on connections that have not completed INIT
+	// (qnetd/server/limits.go); 0 = none.
+	InitTimeout                    int64 `env:"INIT_TIMEOUT" envDefault:"20000"` // ms
+	MaxClientsBeforeInit           int64 `env:"MAX_CLIENTS_BEFORE_INIT" envDefault:"4096"`
+	MaxClientsBeforeInitPerAddress int64 `env:"MAX_CLIENTS_BEFORE_INIT_PER_ADDRESS" envDefault:"32"`
+	FDReserve                      int64 `env:"FD_RESERVE" envDefault:"128"`
+
 	// Warnings collects non-fatal remarks (deprecated options).
 	Warnings []string `env:"-"`
 }
@@ -184,6 +191,14 @@ func (s *Settings) setAdvanced(name, v string) error {
 		return intOpt(&s.IPCMaxSendSize, 1024, llMax, "an integer of at least 1024")
 	case "keep_active_partition_tie_breaker":
 		return boolOpt(&s.KAPTieBreaker)
+	case "init_timeout":
+		return intOpt(&s.InitTimeout, 0, math.MaxUint32, "0..4294967295 (ms, 0 = none)")
+	case "max_clients_before_init":
+		return intOpt(&s.MaxClientsBeforeInit, 0, math.MaxInt32, "0..2147483647 (0 = no limit)")
+	case "max_clients_before_init_per_address":
+		return intOpt(&s.MaxClientsBeforeInitPerAddress, 0, math.MaxInt32, "0..2147483647 (0 = no limit)")
+	case "fd_reserve":
+		return intOpt(&s.FDReserve, 0, math.MaxInt32, "0..2147483647")
 	default:
 		return fmt.Errorf("Unknown option '%s'", name)
 	}

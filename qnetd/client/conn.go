@@ -22,8 +22,17 @@ type Conn struct {
 
 // Dial connects to addr.
 func Dial(addr string, n *Node, timeout time.Duration) (*Conn, error) {
-	nc, err := net.DialTimeout("tcp", addr, timeout)
+	return DialWith(&net.Dialer{Timeout: timeout}, addr, n)
+}
+
+// DialWith connects to addr with d, e.g. from the local address
+// d.LocalAddr (see Loopback).
+func DialWith(d *net.Dialer, addr string, n *Node) (*Conn, error) {
+	nc, err := d.Dial("tcp", addr)
 	if err != nil {
+		if d.LocalAddr != nil {
+			return nil, fmt.Errorf("dial %s from %s: %w", addr, d.LocalAddr, err)
+		}
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
 	return &Conn{Node: n, nc: nc, br: bufio.NewReader(nc)}, nil

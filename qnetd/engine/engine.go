@@ -71,6 +71,9 @@ const (
 	ActArmTimer
 	// ActStopTimer cancels the timer of that kind.
 	ActStopTimer
+	// ActInitDone: the client's INIT succeeded. The server limits how
+	// many connections may be open without it, and for how long.
+	ActInitDone
 )
 
 // TimerKind distinguishes per-client timers.
@@ -510,6 +513,7 @@ func (e *Engine) init(c *Client, m *wire.Msg) {
 			c.cluster = cl
 			algoFor(c).init(e, c)
 			c.initDone = true
+			e.out = append(e.out, Action{Kind: ActInitDone, To: c.ID})
 			e.log.Info().Str("addr", c.Addr).Str("cluster", cl.Name).Uint32("node_id", c.NodeID).
 				Str("algorithm", c.Algorithm.String()).Str("tie_breaker", c.TieBreaker.String()).
 				Uint32("heartbeat_ms", c.Heartbeat).Bool("tls", c.TLSActive).Bool("cert_verified", c.CertVerified).Msg("client initialised")

@@ -40,6 +40,14 @@ type conn struct {
 	direct   bool     // plaintext in the poller: write without a goroutine
 	timers   [3]*time.Timer
 
+	// Before INIT (limits.go): the connection's source and neighbours
+	// among its newcomers, guarded by the server's newcomers; and when it
+	// is closed unless INIT is done by then (since s.epoch; 0 = never),
+	// owned by the engine goroutine once the connection reached it.
+	src          *source
+	older, newer *conn
+	initBy       time.Duration
+
 	dpd       atomic.Int64 // dead peer interval in ns; 0 = disabled
 	lastRecv  atomic.Int64 // ns since s.epoch of the last complete message
 	closed    atomic.Bool
@@ -85,6 +93,7 @@ func (c *conn) close() {
 		if nc != c.raw {
 			c.raw.Close()
 		}
+		c.s.fresh.done(c)
 		c.s.nClients.Add(-1)
 	})
 }
@@ -95,6 +104,18 @@ func (c *conn) fail(reason string) {
 		c.post(event{kind: evClosed, c: c, reason: reason})
 	}
 	c.close()
+}
+
+// drop closes the connection, then tells the engine. Unlike fail it may
+// run before the engine heard of the connection: the engine ignores a
+// connection that is already closed when it arrives, and hears of one
+// closed later through this event.
+func (c *conn) drop(reason string) {
+	first := !c.isClosed()
+	c.close()
+	if first {
+		c.post(event{kind: evClosed, c: c, reason: reason})
+	}
 }
 
 type sendResult uint8

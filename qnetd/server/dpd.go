@@ -7,7 +7,8 @@ import "time"
 // connection). A sweep closes every connection whose last complete
 // message is older than its interval, then sleeps for an eighth of the
 // shortest interval, so a dead peer goes at most 1/8 of its interval late.
-// With no clients there is no sweep at all.
+// With no clients there is no sweep at all. The same sweep closes
+// connections that did not complete INIT within InitTimeout (limits.go).
 
 const (
 	sweepMin = 10 * time.Millisecond
@@ -52,8 +53,17 @@ func (s *Server) sweepDPD() {
 	s.sweep.at = 0
 	now := time.Since(s.epoch)
 	next := time.Duration(0)
-	var dead []*conn
+	var dead, late []*conn
 	for _, c := range s.conns {
+		if c.initBy > 0 {
+			if now >= c.initBy {
+				late = append(late, c)
+				continue
+			}
+			if p := min(max(s.cfg.InitTimeout/8, sweepMin), sweepMax); next == 0 || p < next {
+				next = p
+			}
+		}
 		d := time.Duration(c.dpd.Load())
 		if d <= 0 {
 			continue
@@ -65,6 +75,13 @@ func (s *Server) sweepDPD() {
 		if p := min(max(d/8, sweepMin), sweepMax); next == 0 || p < next {
 			next = p
 		}
+	}
+	for _, c := range late {
+		if s.conns[c.id] != c {
+			continue // gone with an earlier one's disconnect
+		}
+		s.refuse.note(refusedInit, c.addr)
+		s.apply(s.lost(c), nil)
 	}
 	for _, c := range dead {
 		if s.conns[c.id] != c {

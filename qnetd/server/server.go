@@ -33,6 +33,19 @@ type Config struct {
 	Port int
 	// MaxClients closes new connections beyond this many (0 = unlimited).
 	MaxClients int
+	// Limits on connections that have not completed INIT (limits.go);
+	// 0 = none. InitTimeout closes such a connection that long after it
+	// was accepted. MaxNewcomers bounds them in all (never above half of
+	// the descriptor budget), MaxNewcomersPerSource per IPv4 address or
+	// IPv6 /64.
+	InitTimeout           time.Duration
+	MaxNewcomers          int
+	MaxNewcomersPerSource int
+	// FDReserve is how many descriptors below the open-file limit
+	// (RLIMIT_NOFILE when New runs) client connections stop: the rest of
+	// the process (listeners, logs, the pairing endpoint, /health) keeps
+	// them during a flood.
+	FDReserve int
 	// SendBuffers is the per-client queue of unsent messages; a client that
 	// lets it fill up is disconnected.
 	SendBuffers int
@@ -74,6 +87,11 @@ func DefaultConfig() Config {
 		SendBuffers:  32,
 		Log:          zerolog.Nop(),
 		ReturnMemory: true,
+
+		InitTimeout:           DefaultInitTimeout,
+		MaxNewcomers:          DefaultMaxNewcomers,
+		MaxNewcomersPerSource: DefaultMaxNewcomersPerSource,
+		FDReserve:             DefaultFDReserve,
 	}
 }
 
@@ -87,6 +105,9 @@ type Server struct {
 	ln     atomic.Value // net.Listener
 	epoch  time.Time
 	poll   *poller // nil: a goroutine per connection
+	lim    limits
+	fresh  *newcomers // connections before INIT
+	refuse refusalLog
 
 	// owned by the engine goroutine
 	conns map[engine.ClientID]*conn
@@ -122,6 +143,11 @@ func New(cfg Config) *Server {
 		loopDone: make(chan struct{}),
 		epoch:    time.Now(),
 	}
+	s.lim = computeLimits(&cfg, openFileLimit())
+	s.fresh = newNewcomers(s.lim)
+	s.refuse.s = s
+	s.log.Debug().Dur("init_timeout", cfg.InitTimeout).Int("max_before_init", s.lim.maxNew).
+		Int("max_per_address", s.lim.maxPerSource).Int("max_connections", s.lim.maxConns).Msg("connection limits")
 	if cfg.Observer != nil {
 		s.eng.SetObserver(cfg.Observer)
 	}
@@ -198,13 +224,10 @@ func (s *Server) Serve(ln net.Listener) error {
 			continue
 		}
 		backoff = 0
-		if max := s.cfg.MaxClients; max > 0 && s.nClients.Load() >= int64(max) {
-			s.log.Warn().Str("addr", nc.RemoteAddr().String()).Int("max_clients", max).Msg("too many clients, connection closed")
-			nc.Close()
+		c := s.admit(nc)
+		if c == nil {
 			continue
 		}
-		s.nClients.Add(1)
-		c := newConn(s, engine.ClientID(s.nextID.Add(1)), nc)
 		s.events <- event{kind: evConnect, c: c}
 		if s.poll != nil {
 			if err := s.poll.add(c); err != nil {
@@ -218,6 +241,37 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.wg.Add(1)
 		go c.serve(nil, nil)
 	}
+}
+
+// admit applies the connection limits to a new connection: it returns
+// the connection, or nil when nc was closed at once.
+func (s *Server) admit(nc net.Conn) *conn {
+	reason := ""
+	switch n := s.nClients.Load(); {
+	case s.cfg.MaxClients > 0 && n >= int64(s.cfg.MaxClients):
+		reason = refusedMax
+	case n >= int64(s.lim.maxConns):
+		reason = refusedBudget
+	}
+	var c *conn
+	if reason == "" {
+		c = newConn(s, engine.ClientID(s.nextID.Add(1)), nc)
+		var victim *conn
+		if victim, reason = s.fresh.admit(c, sourceOf(nc.RemoteAddr())); victim != nil {
+			s.refuse.note(refusedEvicted, victim.addr)
+			victim.drop("evicted: " + refusedEvicted)
+		}
+	}
+	if reason != "" {
+		s.refuse.note(reason, nc.RemoteAddr().String())
+		nc.Close()
+		return nil
+	}
+	s.nClients.Add(1)
+	if s.cfg.InitTimeout > 0 {
+		c.initBy = c.now() + s.cfg.InitTimeout
+	}
+	return c
 }
 
 // Shutdown stops accepting, drops every client (without re-deciding votes,
@@ -319,9 +373,16 @@ func (s *Server) loop() {
 		var acts []engine.Action
 		switch ev.kind {
 		case evConnect:
+			if ev.c.isClosed() {
+				// Evicted before the engine heard of it (conn.drop).
+				continue
+			}
 			s.conns[ev.c.id] = ev.c
 			s.joined()
 			acts = s.eng.Connect(ev.c.id, ev.c.addr)
+			if ev.c.initBy > 0 {
+				s.watchDPD(s.cfg.InitTimeout)
+			}
 		case evMessage:
 			acts = s.eng.Message(ev.c.id, ev.msg, ev.raw)
 		case evFrameError:
@@ -347,6 +408,7 @@ func (s *Server) loop() {
 			if s.sweep.timer != nil {
 				s.sweep.timer.Stop()
 			}
+			s.refuse.stop()
 			s.apply(s.eng.Shutdown(), nil)
 			for id, c := range s.conns {
 				c.close()
@@ -411,6 +473,9 @@ func (s *Server) apply(acts []engine.Action, startTLS chan bool) {
 				c.armTimer(a.Timer, time.Duration(a.Ms)*time.Millisecond, a.Gen)
 			case engine.ActStopTimer:
 				c.stopTimer(a.Timer)
+			case engine.ActInitDone:
+				c.initBy = 0
+				s.fresh.done(c)
 			}
 		}
 		if len(drop) == 0 {

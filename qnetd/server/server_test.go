@@ -382,8 +382,12 @@ func TestBusyServerCollectsMoreOftenAndReturnsMemoryWhenClientsLeave(t *testing.
 			c.BusyGCPercent = 40
 		})
 		var conns []net.Conn
+		// From many addresses, as from many nodes: one address may hold
+		// only a few connections before INIT.
+		from := client.Loopback(server.BusyClients)
 		for i := 0; i < server.BusyClients; i++ {
-			nc, err := net.Dial("tcp", srv.Addr().String())
+			d := net.Dialer{LocalAddr: from(i)}
+			nc, err := d.Dial("tcp", srv.Addr().String())
 			require.NoError(t, err)
 			conns = append(conns, nc)
 		}

@@ -51,11 +51,15 @@ func TestConnectionFloodBeyondMaxClients(t *testing.T) {
 		held              []net.Conn // flooders the server let in
 		over              atomic.Bool
 	)
+	// Each flooder from an address of its own: this is about -m, not
+	// about the limit on connections from one address before INIT.
+	from := client.Loopback(200)
 	for i := 0; i < 200; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			msg := preinit("flood")
+			d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: from(i)}
 			for {
 				select {
 				case <-stop:
@@ -65,7 +69,7 @@ func TestConnectionFloodBeyondMaxClients(t *testing.T) {
 				if srv.NumConnections() > maxClients {
 					over.Store(true)
 				}
-				nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
+				nc, err := d.Dial("tcp", addr)
 				if err != nil {
 					continue
 				}
@@ -122,8 +126,10 @@ func TestSlowloris(t *testing.T) {
 			c.Close()
 		}
 	}()
+	from := client.Loopback(slow) // as from as many hosts
 	for i := 0; i < slow; i++ {
-		nc, err := net.Dial("tcp", addr)
+		d := net.Dialer{LocalAddr: from(i)}
+		nc, err := d.Dial("tcp", addr)
 		require.NoError(t, err)
 		conns = append(conns, nc)
 	}
