@@ -1,7 +1,9 @@
 package pairing
 
 import (
+	"bufio"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"sync"
@@ -13,19 +15,25 @@ import (
 )
 
 // Tests of the login limits: the password budget of all sources together
-// (password spraying from many addresses).
+// (password spraying from many addresses), and the caps and deadline of
+// connections that have not logged in (stalled handshakes).
 
 // loginGo logs in with Go's client from a local address (Linux routes all
 // of 127.0.0.0/8 to lo, so any 127.x.y.z can be a source) and returns the
 // banners the server sent.
 func (ts *testServer) loginGo(local string, auth ...ssh.AuthMethod) (*ssh.Client, []string, error) {
-	var mu sync.Mutex
-	var banners []string
 	d := net.Dialer{Timeout: 20 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
 	nc, err := d.Dial("tcp", ts.addr)
 	if err != nil {
 		return nil, nil, err
 	}
+	return ts.loginConn(nc, nil, auth...)
+}
+
+// loginConn logs in on nc; onBanner, if set, sees each banner as it comes.
+func (ts *testServer) loginConn(nc net.Conn, onBanner func(string), auth ...ssh.AuthMethod) (*ssh.Client, []string, error) {
+	var mu sync.Mutex
+	var banners []string
 	cfg := &ssh.ClientConfig{User: "root", Auth: auth, Timeout: 20 * time.Second,
 		HostKeyCallback:   ssh.FixedHostKey(ts.s.hostKeys[0].PublicKey()),
 		HostKeyAlgorithms: []string{ssh.KeyAlgoED25519},
@@ -33,6 +41,9 @@ func (ts *testServer) loginGo(local string, auth ...ssh.AuthMethod) (*ssh.Client
 			mu.Lock()
 			banners = append(banners, m)
 			mu.Unlock()
+			if onBanner != nil {
+				onBanner(m)
+			}
 			return nil
 		}}
 	_ = nc.SetDeadline(time.Now().Add(60 * time.Second))
@@ -358,4 +369,222 @@ func TestSourceOf(t *testing.T) {
 		ip, src := sourceOf(a)
 		require.Equal(t, want, [2]string{ip, src}, in)
 	}
+}
+
+// addrConn is a connection with a chosen remote address.
+type addrConn struct {
+	net.Conn
+	remote net.Addr
+}
+
+func (c addrConn) RemoteAddr() net.Addr { return c.remote }
+
+// TestConnCaps: connections that have not logged in are capped per source
+// (an IPv6 /64 is one source) below the total; logged-in connections
+// leave that count; closing frees the slots.
+func TestConnCaps(t *testing.T) {
+	ts := startServer(t, nil)
+	s := ts.s
+	conn := func(addr string) net.Conn {
+		a, err := net.ResolveTCPAddr("tcp", addr)
+		require.NoError(t, err)
+		c, peer := net.Pipe()
+		t.Cleanup(func() { peer.Close() })
+		return addrConn{Conn: c, remote: a}
+	}
+	var open []net.Conn
+	try := func(addr string) (bool, string) {
+		c := conn(addr)
+		ip, src := sourceOf(c.RemoteAddr())
+		ok, why := s.track(c, ip, src)
+		if ok {
+			open = append(open, c)
+		}
+		return ok, why
+	}
+	for i := range maxPreAuthPerSource {
+		ok, _ := try(fmt.Sprintf("[2001:db8:1:2::%d]:5000", i+1))
+		require.True(t, ok)
+	}
+	ok, why := try("[2001:db8:1:2:abcd::1]:5000")
+	require.False(t, ok, "the same /64")
+	require.Contains(t, why, "have not logged in yet")
+	ts.log.wait(t, `"source":"2001:db8:1:2::/64"`)
+	ok, _ = try("[2001:db8:1:3::1]:5000")
+	require.True(t, ok, "another /64")
+
+	// Logged in: no longer counted as pre-login, up to the total per source.
+	s.loggedIn(open[0])
+	ok, _ = try("[2001:db8:1:2::99]:5000")
+	require.True(t, ok)
+	for len(open) < maxConnsPerSource+1 {
+		s.loggedIn(open[len(open)-1])
+		ok, _ = try(fmt.Sprintf("[2001:db8:1:2::%d]:5000", 100+len(open)))
+		require.True(t, ok)
+	}
+	s.loggedIn(open[len(open)-1])
+	ok, why = try("[2001:db8:1:2::200]:5000")
+	require.False(t, ok)
+	require.Contains(t, why, "too many SSH connections from your address")
+
+	// Every slot: refused with the total.
+	for i := 0; len(open) < maxConns; i++ {
+		ok, _ = try(fmt.Sprintf("192.0.2.%d:5000", i+1))
+		require.True(t, ok)
+	}
+	ok, why = try("198.51.100.1:5000")
+	require.False(t, ok)
+	require.Contains(t, why, fmt.Sprintf("too many SSH connections (%d)", maxConns))
+
+	for _, c := range open {
+		s.untrack(c)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	require.Empty(t, s.conns)
+	require.Empty(t, s.sources)
+}
+
+// holdEOF is a client connection whose end (a read error) waits until
+// seen is closed, and whose writes after the end are dropped: Go's SSH
+// client then reads what the server sent before it closed.
+type holdEOF struct {
+	net.Conn
+	seen <-chan struct{}
+}
+
+func (c holdEOF) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if err != nil && n == 0 {
+		select {
+		case <-c.seen:
+		case <-time.After(30 * time.Second):
+		}
+	}
+	return n, err
+}
+
+func (c holdEOF) Write(p []byte) (int, error) {
+	_, _ = c.Conn.Write(p)
+	return len(p), nil
+}
+
+// stall opens a TCP connection from local that sends nothing and returns
+// it with the first line the server sent: its SSH version, or the reason
+// it refused the connection.
+func stall(t *testing.T, ts *testServer, local string) (net.Conn, string) {
+	t.Helper()
+	d := net.Dialer{Timeout: 20 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
+	c, err := d.Dial("tcp", ts.addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(30*time.Second)))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	require.NoError(t, err)
+	require.NoError(t, c.SetReadDeadline(time.Time{}))
+	return c, strings.TrimSpace(line)
+}
+
+// TestStalledHandshakes: 50 stalled handshakes from 5 addresses hold at
+// most maxPreAuthPerSource slots each; the others are refused with a
+// message; a 6th and 7th address still log in with a key and the
+// password.
+func TestStalledHandshakes(t *testing.T) {
+	f := newSecFixture(t, func(cfg *Config) { cfg.preAuthTimeout = 10 * time.Minute })
+	held := map[string]int{}
+	for a := 1; a <= 5; a++ {
+		addr := fmt.Sprintf("127.4.0.%d", a)
+		for range 10 {
+			_, line := stall(t, f.ts, addr)
+			if line == ServerVersion {
+				held[addr]++
+				continue
+			}
+			require.Equal(t, fmt.Sprintf("qnetd pairing: connection refused: %d connections from your address have not logged in yet; each is closed 10m0s after it opened",
+				maxPreAuthPerSource), line)
+		}
+	}
+	for a := 1; a <= 5; a++ {
+		require.Equal(t, maxPreAuthPerSource, held[fmt.Sprintf("127.4.0.%d", a)])
+	}
+	f.ts.log.wait(t, "connection from 127.4.0.5 refused")
+	require.Equal(t, 5, strings.Count(warnings(f.ts.log.String()), "have not logged in yet"), "one warning per source")
+
+	cl, _, err := f.ts.loginGo("127.4.0.6", ssh.PublicKeys(signerFromFile(t, f.c.key)))
+	require.NoError(t, err, "a key login from a 6th address")
+	out, err := f.goRun(t, cl, "exit")
+	require.NoError(t, err, out)
+	cl.Close()
+	cl, _, err = f.ts.loginGo("127.4.0.7", ssh.Password("correct horse"))
+	require.NoError(t, err, "a password login from a 7th address")
+	cl.Close()
+	// The real ssh client too.
+	r := f.c.ssh(f.ts, []string{"-b", "127.4.0.8"}, "exit")
+	require.Equal(t, 0, r.code, r.String())
+}
+
+// TestPreAuthDeadline: a connection that does not log in is closed at the
+// deadline, whether it stalls before the key exchange or after it (then a
+// banner says why), and counts as a failure of its address.
+func TestPreAuthDeadline(t *testing.T) {
+	const deadline = 3 * time.Second
+	c := newClient(t)
+	ts := startServer(t, func(cfg *Config) {
+		cfg.AuthorizedKeys = []string{c.pub()}
+		cfg.Password = "correct horse"
+		cfg.preAuthTimeout = deadline
+	})
+	f := &secFixture{ts: ts, c: c}
+
+	// Stalled before the key exchange: nothing sent.
+	nc, line := stall(t, f.ts, "127.5.0.1")
+	require.Equal(t, ServerVersion, line)
+	t0 := time.Now()
+	require.NoError(t, nc.SetReadDeadline(time.Now().Add(deadline+30*time.Second)))
+	_, err := io.Copy(io.Discard, nc) // until the server closes it
+	require.NoError(t, err, "closed by the server, not by the read deadline")
+	took := time.Since(t0)
+	require.Greater(t, took, deadline/2)
+	require.Less(t, took, deadline+15*time.Second)
+	f.ts.log.wait(t, "connection from 127.5.0.1 closed: no login within 3s")
+	f.ts.s.limiter.mu.Lock()
+	require.Equal(t, 1, f.ts.s.limiter.m["127.5.0.1"].failures, "counts against the address")
+	f.ts.s.limiter.mu.Unlock()
+
+	// Stalled after the key exchange, at the password prompt. Go's client
+	// stops reading at the first error, so the end of the connection is
+	// held back (holdEOF) until it has read the banner sent before it.
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.5.0.2")}}
+	raw, err := d.Dial("tcp", f.ts.addr)
+	require.NoError(t, err)
+	seen := make(chan struct{})
+	var seenOnce sync.Once
+	release := make(chan struct{})
+	type res struct {
+		banners []string
+		err     error
+	}
+	done := make(chan res, 1)
+	go func() {
+		slow := ssh.PasswordCallback(func() (string, error) {
+			<-release
+			return "correct horse", nil
+		})
+		cl, banners, err := f.ts.loginConn(holdEOF{Conn: raw, seen: seen}, func(string) { seenOnce.Do(func() { close(seen) }) }, slow)
+		if cl != nil {
+			cl.Close()
+		}
+		done <- res{banners, err}
+	}()
+	f.ts.log.wait(t, "connection from 127.5.0.2 closed: no login within 3s")
+	close(release)
+	r := <-done
+	require.Error(t, r.err, "the right password came too late")
+	require.Equal(t, []string{"qnetd pairing: no login within 3s; the connection is closed.\n"}, r.banners)
+
+	// An address that stalled can still log in.
+	cl, _, err := f.ts.loginGo("127.5.0.1", ssh.PublicKeys(signerFromFile(t, f.c.key)))
+	require.NoError(t, err)
+	cl.Close()
+	require.Equal(t, 0, f.ts.passwordChecks())
 }

@@ -20,7 +20,9 @@
 // Logins: public keys (Config.AuthorizedKeys plus keys installed by
 // ssh-copy-id), and the password when one is configured, which can only
 // install a key. Failed logins are logged and rate-limited per source
-// address, and failed passwords also all sources together (limiter.go).
+// address, and failed passwords also all sources together (limiter.go);
+// connections that have not logged in are capped per source and closed
+// after preAuthTimeout.
 //
 // Files, under DataDir/ssh: ssh_host_ed25519_key, ssh_host_rsa_key (and
 // .pub), created once; authorized_keys (keys installed by ssh-copy-id);
@@ -74,10 +76,24 @@ const (
 	// from one source (an IPv4 address or an IPv6 /64, see sourceOf).
 	maxConns          = 32
 	maxConnsPerSource = 8
+	// maxPreAuthPerSource bounds the connections from one source that
+	// have not logged in yet. pvecm and ssh-copy-id open one connection
+	// at a time; a source that stalls handshakes holds at most an eighth
+	// of maxConns, so it takes 8 sources, not 4 (or 5 addresses as 40
+	// stalled handshakes did), to hold every slot, and then only for
+	// preAuthTimeout at a time.
+	maxPreAuthPerSource = 4
 	// maxSessions bounds the sessions open at once on one connection.
 	maxSessions = 4
-	// handshakeTimeout bounds the key exchange and login.
-	handshakeTimeout = 30 * time.Second
+	// preAuthTimeout bounds the key exchange and login together. A person
+	// may be at work on a connection that has not logged in: comparing
+	// the host key fingerprint at ssh's first-contact prompt, or typing
+	// the password (DOCS.md, "Pairing with Proxmox", step 3). 20 s leaves
+	// time for either while a stalled connection holds its slot for no
+	// longer. A person slower than that gets through on the next run: ssh
+	// saves the host key as soon as it is accepted, and asks for the
+	// password again.
+	preAuthTimeout = 20 * time.Second
 	// connLifetime bounds one logged-in connection.
 	connLifetime = 10 * time.Minute
 	// tmpMaxAge: files in /tmp older than this are removed.
@@ -114,6 +130,10 @@ type Config struct {
 	Log zerolog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+
+	// preAuthTimeout replaces the constant of that name when set (tests
+	// shorten it).
+	preAuthTimeout time.Duration
 }
 
 // Server is the pairing SSH endpoint.
@@ -130,12 +150,27 @@ type Server struct {
 	certMu   sync.Mutex // one corosync-qnetd-certutil at a time
 	tmpMu    sync.Mutex // uploads to /tmp
 
+	preAuthTimeout time.Duration
+
 	mu        sync.Mutex
 	closed    bool
 	listeners map[net.Listener]struct{}
-	conns     map[net.Conn]struct{}
-	perSource map[string]int
+	conns     map[net.Conn]*tracked
+	sources   map[string]*sourceConns
+	fullSaid  bool // the refusal for maxConns was logged
 	wg        sync.WaitGroup
+}
+
+// tracked is an open connection.
+type tracked struct {
+	src     string
+	preAuth bool // not logged in yet
+}
+
+// sourceConns counts the open connections of one source.
+type sourceConns struct {
+	total, preAuth int
+	said           bool // a refusal was logged (once while the source has connections)
 }
 
 // ErrClosed is returned by Serve after Close.
@@ -168,8 +203,12 @@ func New(cfg Config) (*Server, error) {
 		pkiDir:    pkiDir,
 		limiter:   newLimiter(cfg.Now),
 		listeners: map[net.Listener]struct{}{},
-		conns:     map[net.Conn]struct{}{},
-		perSource: map[string]int{},
+		conns:     map[net.Conn]*tracked{},
+		sources:   map[string]*sourceConns{},
+	}
+	s.preAuthTimeout = cfg.preAuthTimeout
+	if s.preAuthTimeout <= 0 {
+		s.preAuthTimeout = preAuthTimeout
 	}
 	s.tmpDir = filepath.Join(s.dir, "tmp")
 	for _, d := range []string{s.dir, s.tmpDir} {
@@ -274,17 +313,28 @@ func (s *Server) Serve(l net.Listener) error {
 		// Sources blocked after failed logins are not refused here: the
 		// block refuses their passwords, their keys still log in, and
 		// their connections are bounded like anyone's.
-		if ok, why := s.track(c, src); !ok {
-			// Debug: a flood from one address must not flood the log.
-			s.log.Debug().Str("addr", ip).Msgf("pairing: connection from %s closed: %s", ip, why)
-			c.Close()
+		if ok, why := s.track(c, ip, src); !ok {
+			s.refuseConn(c, why)
 			continue
 		}
 		go func() {
-			defer s.untrack(c, src)
+			defer s.untrack(c)
 			s.handleConn(c, ip, src)
 		}()
 	}
+}
+
+// refuseConn closes a connection refused before the SSH handshake. The SSH
+// transport lets a server send lines of text before its version line;
+// OpenSSH shows them with -v, so the refusal is not a bare close. The
+// write has its own goroutine and deadline so that a client that does not
+// read cannot hold up the accept loop.
+func (s *Server) refuseConn(c net.Conn, why string) {
+	go func() {
+		_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = io.WriteString(c, "qnetd pairing: connection refused: "+why+"\r\n")
+		c.Close()
+	}()
 }
 
 func (s *Server) logStart(addr net.Addr) {
@@ -310,29 +360,85 @@ func (s *Server) isClosed() bool {
 	return s.closed
 }
 
-func (s *Server) track(c net.Conn, src string) (bool, string) {
+// track counts a new connection, or says why it is refused (and logs the
+// refusal: a warning the first time for a source or for the endpoint, then
+// debug, so a flood cannot flood the log).
+func (s *Server) track(c net.Conn, ip, src string) (bool, string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	sc := s.sources[src]
+	if sc == nil {
+		sc = &sourceConns{}
+	}
+	var why string
+	warn := false
 	switch {
 	case s.closed:
-		return false, "shutting down"
+		return false, "the endpoint is shutting down"
 	case len(s.conns) >= maxConns:
-		return false, fmt.Sprintf("too many SSH connections (%d)", maxConns)
-	case s.perSource[src] >= maxConnsPerSource:
-		return false, fmt.Sprintf("too many SSH connections from this address (%d)", maxConnsPerSource)
+		why = fmt.Sprintf("too many SSH connections (%d), try again later", maxConns)
+		warn, s.fullSaid = !s.fullSaid, true
+	case sc.total >= maxConnsPerSource:
+		why = fmt.Sprintf("too many SSH connections from your address (%d)", maxConnsPerSource)
+		warn, sc.said = !sc.said, true
+	case sc.preAuth >= maxPreAuthPerSource:
+		why = fmt.Sprintf("%d connections from your address have not logged in yet; each is closed %s after it opened",
+			maxPreAuthPerSource, s.preAuthTimeout)
+		warn, sc.said = !sc.said, true
 	}
-	s.conns[c] = struct{}{}
-	s.perSource[src]++
+	if why != "" {
+		ev := s.log.Debug()
+		if warn {
+			ev = s.log.Warn()
+		}
+		ev = ev.Str("addr", ip)
+		if src != ip {
+			ev = ev.Str("source", src)
+		}
+		ev.Msgf("pairing: connection from %s refused: %s", ip, why)
+		if sc.total > 0 {
+			s.sources[src] = sc // keep the flag; a source without connections is not kept
+		}
+		return false, why
+	}
+	s.sources[src] = sc
+	s.conns[c] = &tracked{src: src, preAuth: true}
+	sc.total++
+	sc.preAuth++
 	s.wg.Add(1)
 	return true, ""
 }
 
-func (s *Server) untrack(c net.Conn, src string) {
+// loggedIn moves c out of its source's count of connections that have not
+// logged in.
+func (s *Server) loggedIn(c net.Conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t := s.conns[c]; t != nil && t.preAuth {
+		t.preAuth = false
+		if sc := s.sources[t.src]; sc != nil {
+			sc.preAuth--
+			sc.said = false
+		}
+	}
+}
+
+func (s *Server) untrack(c net.Conn) {
 	c.Close()
 	s.mu.Lock()
-	delete(s.conns, c)
-	if s.perSource[src]--; s.perSource[src] <= 0 {
-		delete(s.perSource, src)
+	if t := s.conns[c]; t != nil {
+		delete(s.conns, c)
+		if sc := s.sources[t.src]; sc != nil {
+			sc.total--
+			if t.preAuth {
+				sc.preAuth--
+			}
+			sc.said = false
+			if sc.total <= 0 {
+				delete(s.sources, t.src)
+			}
+		}
+		s.fullSaid = false
 	}
 	s.mu.Unlock()
 	s.wg.Done()
@@ -388,7 +494,11 @@ type connState struct {
 	badUser        string
 	blocked        bool // a password was refused: the source is blocked
 	budgetRefused  bool // a password was refused: no budget left
+	timedOut       bool // closed at preAuthTimeout
 }
+
+// errTimedOut is the login error of a connection closed at preAuthTimeout.
+var errTimedOut = errors.New("no login before the deadline")
 
 func (s *Server) serverConfig(st *connState) *ssh.ServerConfig {
 	cfg := &ssh.ServerConfig{
@@ -493,13 +603,34 @@ func (s *Server) logEvent(ev *zerolog.Event, st *connState) *zerolog.Event {
 
 func (s *Server) handleConn(c net.Conn, ip, src string) {
 	st := &connState{ip: ip, src: src}
-	_ = c.SetDeadline(time.Now().Add(handshakeTimeout)) // the real clock, not cfg.Now
-	sc, chans, reqs, err := ssh.NewServerConn(c, s.serverConfig(st))
+	// Key exchange and login must end within preAuthTimeout (the real
+	// clock, not cfg.Now). After the key exchange the client is told why
+	// in a banner; before it, there is no way to say it.
+	var preAuth atomic.Pointer[ssh.ServerPreAuthConn]
+	deadline := time.AfterFunc(s.preAuthTimeout, func() {
+		if p := preAuth.Load(); p != nil {
+			_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+			_ = (*p).SendAuthBanner(fmt.Sprintf("qnetd pairing: no login within %s; the connection is closed.\n", s.preAuthTimeout))
+		}
+		c.Close()
+	})
+	cfg := s.serverConfig(st)
+	cfg.PreAuthConnCallback = func(p ssh.ServerPreAuthConn) { preAuth.Store(&p) }
+	sc, chans, reqs, err := ssh.NewServerConn(c, cfg)
+	if !deadline.Stop() {
+		// The deadline fired, perhaps just as the login succeeded: the
+		// connection is closed either way.
+		st.timedOut = true
+		if err == nil {
+			sc.Close()
+			err = errTimedOut
+		}
+	}
 	if err != nil {
 		s.loginFailed(st, err)
 		return
 	}
-	_ = c.SetDeadline(time.Time{})
+	s.loggedIn(c)
 	s.limiter.success(st.src)
 	perms := sc.Permissions.Extensions
 	sess := &session{s: s, ip: st.ip, passwordOnly: perms["auth"] == "password"}
@@ -550,8 +681,17 @@ func nonEmpty(s, alt string) string {
 }
 
 // loginFailed logs a connection that did not log in and counts it as one
-// failure when it offered a credential (wrong passwords count each).
+// failure when it offered a credential (wrong passwords count each) or
+// stalled until the deadline.
 func (s *Server) loginFailed(st *connState, err error) {
+	if st.timedOut {
+		// A stalled connection held one of its source's few pre-login
+		// slots for the whole deadline: it counts against the source.
+		n, _ := s.limiter.fail(st.src)
+		s.logEvent(s.log.Warn(), st).Dur("timeout", s.preAuthTimeout).Int("failures", n).
+			Msgf("pairing: connection from %s closed: no login within %s (%d recent failures from this address)", st.ip, s.preAuthTimeout, n)
+		return
+	}
 	var ae *ssh.ServerAuthError
 	if !errors.As(err, &ae) {
 		s.logEvent(s.log.Debug(), st).Err(err).Msg("pairing: SSH handshake failed")

@@ -498,14 +498,16 @@ func TestWrongPasswords(t *testing.T) {
 	require.GreaterOrEqual(t, checked, freeFailures)
 	require.LessOrEqual(t, checked, freeFailures+1, "after the limit, passwords are not even checked")
 
-	// Go's client: 100 wrong passwords at once from 127.0.0.3.
+	// Go's client: 100 connections at once from 127.0.0.3, 3 wrong
+	// passwords each (those beyond maxPreAuthPerSource are refused before
+	// the handshake).
 	var wg sync.WaitGroup
 	errs := make(chan error, 100)
 	for i := 0; i < 100; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cl, err := f.ts.dialGo("127.0.0.3", ssh.Password(fmt.Sprintf("wrong-%d", i)))
+			cl, err := f.ts.dialGo("127.0.0.3", ssh.RetryableAuthMethod(ssh.Password(fmt.Sprintf("wrong-%d", i)), 3))
 			if err == nil {
 				cl.Close()
 				errs <- errors.New("logged in with a wrong password")
