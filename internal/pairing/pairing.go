@@ -20,7 +20,9 @@
 // Logins: public keys (Config.AuthorizedKeys plus keys installed by
 // ssh-copy-id), and the password when one is configured, which can only
 // install a key. Failed logins are logged and rate-limited per source
-// address.
+// address, and failed passwords also all sources together (limiter.go);
+// connections that have not logged in are capped per source and closed
+// after preAuthTimeout.
 //
 // Files, under DataDir/ssh: ssh_host_ed25519_key, ssh_host_rsa_key (and
 // .pub), created once; authorized_keys (keys installed by ssh-copy-id);
@@ -34,6 +36,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -69,14 +72,28 @@ const (
 	maxStoredKeys = 64
 	// maxServedFile bounds a certificate file served for download.
 	maxServedFile = 1 << 20
-	// maxConns bounds simultaneous connections, maxConnsPerIP those from
-	// one address.
-	maxConns      = 32
-	maxConnsPerIP = 8
+	// maxConns bounds simultaneous connections, maxConnsPerSource those
+	// from one source (an IPv4 address or an IPv6 /64, see sourceOf).
+	maxConns          = 32
+	maxConnsPerSource = 8
+	// maxPreAuthPerSource bounds the connections from one source that
+	// have not logged in yet. pvecm and ssh-copy-id open one connection
+	// at a time; a source that stalls handshakes holds at most an eighth
+	// of maxConns, so it takes 8 sources, not 4 (or 5 addresses as 40
+	// stalled handshakes did), to hold every slot, and then only for
+	// preAuthTimeout at a time.
+	maxPreAuthPerSource = 4
 	// maxSessions bounds the sessions open at once on one connection.
 	maxSessions = 4
-	// handshakeTimeout bounds the key exchange and login.
-	handshakeTimeout = 30 * time.Second
+	// preAuthTimeout bounds the key exchange and login together. A person
+	// may be at work on a connection that has not logged in: comparing
+	// the host key fingerprint at ssh's first-contact prompt, or typing
+	// the password (DOCS.md, "Pairing with Proxmox", step 3). 20 s leaves
+	// time for either while a stalled connection holds its slot for no
+	// longer. A person slower than that gets through on the next run: ssh
+	// saves the host key as soon as it is accepted, and asks for the
+	// password again.
+	preAuthTimeout = 20 * time.Second
 	// connLifetime bounds one logged-in connection.
 	connLifetime = 10 * time.Minute
 	// tmpMaxAge: files in /tmp older than this are removed.
@@ -113,6 +130,10 @@ type Config struct {
 	Log zerolog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+
+	// preAuthTimeout replaces the constant of that name when set (tests
+	// shorten it).
+	preAuthTimeout time.Duration
 }
 
 // Server is the pairing SSH endpoint.
@@ -129,12 +150,27 @@ type Server struct {
 	certMu   sync.Mutex // one corosync-qnetd-certutil at a time
 	tmpMu    sync.Mutex // uploads to /tmp
 
+	preAuthTimeout time.Duration
+
 	mu        sync.Mutex
 	closed    bool
 	listeners map[net.Listener]struct{}
-	conns     map[net.Conn]struct{}
-	perIP     map[string]int
+	conns     map[net.Conn]*tracked
+	sources   map[string]*sourceConns
+	fullSaid  bool // the refusal for maxConns was logged
 	wg        sync.WaitGroup
+}
+
+// tracked is an open connection.
+type tracked struct {
+	src     string
+	preAuth bool // not logged in yet
+}
+
+// sourceConns counts the open connections of one source.
+type sourceConns struct {
+	total, preAuth int
+	said           bool // a refusal was logged (once while the source has connections)
 }
 
 // ErrClosed is returned by Serve after Close.
@@ -167,8 +203,12 @@ func New(cfg Config) (*Server, error) {
 		pkiDir:    pkiDir,
 		limiter:   newLimiter(cfg.Now),
 		listeners: map[net.Listener]struct{}{},
-		conns:     map[net.Conn]struct{}{},
-		perIP:     map[string]int{},
+		conns:     map[net.Conn]*tracked{},
+		sources:   map[string]*sourceConns{},
+	}
+	s.preAuthTimeout = cfg.preAuthTimeout
+	if s.preAuthTimeout <= 0 {
+		s.preAuthTimeout = preAuthTimeout
 	}
 	s.tmpDir = filepath.Join(s.dir, "tmp")
 	for _, d := range []string{s.dir, s.tmpDir} {
@@ -269,27 +309,32 @@ func (s *Server) Serve(l net.Listener) error {
 			return fmt.Errorf("pairing: accept: %w", err)
 		}
 		backoff = 0
-		ip := remoteIP(c.RemoteAddr())
-		if blocked, until, first := s.limiter.blocked(ip); blocked {
-			if first {
-				s.log.Warn().Str("addr", ip).Time("until", until).
-					Msgf("pairing: refusing SSH connections from %s until %s after too many failed logins", ip, until.Format(time.TimeOnly))
-			}
-			c.Close()
-			continue
-		}
-		if ok, why := s.track(c, ip); !ok {
-			// Debug: a flood from one address must not flood the log; its
-			// failed logins are logged and block it.
-			s.log.Debug().Str("addr", ip).Msgf("pairing: connection from %s closed: %s", ip, why)
-			c.Close()
+		ip, src := sourceOf(c.RemoteAddr())
+		// Sources blocked after failed logins are not refused here: the
+		// block refuses their passwords, their keys still log in, and
+		// their connections are bounded like anyone's.
+		if ok, why := s.track(c, ip, src); !ok {
+			s.refuseConn(c, why)
 			continue
 		}
 		go func() {
-			defer s.untrack(c, ip)
-			s.handleConn(c)
+			defer s.untrack(c)
+			s.handleConn(c, ip, src)
 		}()
 	}
+}
+
+// refuseConn closes a connection refused before the SSH handshake. The SSH
+// transport lets a server send lines of text before its version line;
+// OpenSSH shows them with -v, so the refusal is not a bare close. The
+// write has its own goroutine and deadline so that a client that does not
+// read cannot hold up the accept loop.
+func (s *Server) refuseConn(c net.Conn, why string) {
+	go func() {
+		_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = io.WriteString(c, "qnetd pairing: connection refused: "+why+"\r\n")
+		c.Close()
+	}()
 }
 
 func (s *Server) logStart(addr net.Addr) {
@@ -315,29 +360,85 @@ func (s *Server) isClosed() bool {
 	return s.closed
 }
 
-func (s *Server) track(c net.Conn, ip string) (bool, string) {
+// track counts a new connection, or says why it is refused (and logs the
+// refusal: a warning the first time for a source or for the endpoint, then
+// debug, so a flood cannot flood the log).
+func (s *Server) track(c net.Conn, ip, src string) (bool, string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	sc := s.sources[src]
+	if sc == nil {
+		sc = &sourceConns{}
+	}
+	var why string
+	warn := false
 	switch {
 	case s.closed:
-		return false, "shutting down"
+		return false, "the endpoint is shutting down"
 	case len(s.conns) >= maxConns:
-		return false, fmt.Sprintf("too many SSH connections (%d)", maxConns)
-	case s.perIP[ip] >= maxConnsPerIP:
-		return false, fmt.Sprintf("too many SSH connections from this address (%d)", maxConnsPerIP)
+		why = fmt.Sprintf("too many SSH connections (%d), try again later", maxConns)
+		warn, s.fullSaid = !s.fullSaid, true
+	case sc.total >= maxConnsPerSource:
+		why = fmt.Sprintf("too many SSH connections from your address (%d)", maxConnsPerSource)
+		warn, sc.said = !sc.said, true
+	case sc.preAuth >= maxPreAuthPerSource:
+		why = fmt.Sprintf("%d connections from your address have not logged in yet; each is closed %s after it opened",
+			maxPreAuthPerSource, s.preAuthTimeout)
+		warn, sc.said = !sc.said, true
 	}
-	s.conns[c] = struct{}{}
-	s.perIP[ip]++
+	if why != "" {
+		ev := s.log.Debug()
+		if warn {
+			ev = s.log.Warn()
+		}
+		ev = ev.Str("addr", ip)
+		if src != ip {
+			ev = ev.Str("source", src)
+		}
+		ev.Msgf("pairing: connection from %s refused: %s", ip, why)
+		if sc.total > 0 {
+			s.sources[src] = sc // keep the flag; a source without connections is not kept
+		}
+		return false, why
+	}
+	s.sources[src] = sc
+	s.conns[c] = &tracked{src: src, preAuth: true}
+	sc.total++
+	sc.preAuth++
 	s.wg.Add(1)
 	return true, ""
 }
 
-func (s *Server) untrack(c net.Conn, ip string) {
+// loggedIn moves c out of its source's count of connections that have not
+// logged in.
+func (s *Server) loggedIn(c net.Conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t := s.conns[c]; t != nil && t.preAuth {
+		t.preAuth = false
+		if sc := s.sources[t.src]; sc != nil {
+			sc.preAuth--
+			sc.said = false
+		}
+	}
+}
+
+func (s *Server) untrack(c net.Conn) {
 	c.Close()
 	s.mu.Lock()
-	delete(s.conns, c)
-	if s.perIP[ip]--; s.perIP[ip] <= 0 {
-		delete(s.perIP, ip)
+	if t := s.conns[c]; t != nil {
+		delete(s.conns, c)
+		if sc := s.sources[t.src]; sc != nil {
+			sc.total--
+			if t.preAuth {
+				sc.preAuth--
+			}
+			sc.said = false
+			if sc.total <= 0 {
+				delete(s.sources, t.src)
+			}
+		}
+		s.fullSaid = false
 	}
 	s.mu.Unlock()
 	s.wg.Done()
@@ -358,35 +459,54 @@ func (s *Server) Close() error {
 	return nil
 }
 
-func remoteIP(a net.Addr) string {
+// sourceOf returns the address a connection comes from and the source its
+// failed logins and connections are counted under: an IPv4 address
+// itself, an IPv6 address's /64. A host or LAN gets a whole /64 and picks
+// addresses in it at will, so counting IPv6 addresses one by one would let
+// one machine rotate through as many as it likes.
+func sourceOf(a net.Addr) (ip, src string) {
+	var addr netip.Addr
 	if ta, ok := a.(*net.TCPAddr); ok {
-		return ta.IP.String()
+		addr = ta.AddrPort().Addr()
+	} else if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+		addr = ap.Addr()
+	} else {
+		return a.String(), a.String()
 	}
-	host, _, err := net.SplitHostPort(a.String())
+	addr = addr.Unmap()
+	ip = addr.WithZone("").String()
+	if addr.Is4() {
+		return ip, ip
+	}
+	p, err := addr.Prefix(64)
 	if err != nil {
-		return a.String()
+		return ip, ip
 	}
-	return host
+	return ip, p.String()
 }
 
 // connState is what one connection's login did.
 type connState struct {
 	ip             string
+	src            string // see sourceOf
 	passwordFailed bool
 	keyRejected    string // fingerprint of the last rejected key
 	badUser        string
-	blocked        bool
+	blocked        bool // a password was refused: the source is blocked
+	budgetRefused  bool // a password was refused: no budget left
+	timedOut       bool // closed at preAuthTimeout
 }
+
+// errTimedOut is the login error of a connection closed at preAuthTimeout.
+var errTimedOut = errors.New("no login before the deadline")
 
 func (s *Server) serverConfig(st *connState) *ssh.ServerConfig {
 	cfg := &ssh.ServerConfig{
 		ServerVersion: ServerVersion,
 		MaxAuthTries:  6,
+		// Keys are checked whatever the limits say: neither the source's
+		// block nor the password budget applies to them (limiter).
 		PublicKeyCallback: func(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
-			if b, _, _ := s.limiter.blocked(st.ip); b {
-				st.blocked = true
-				return nil, errors.New("too many failed logins")
-			}
 			if meta.User() != User {
 				st.badUser = meta.User()
 				return nil, errors.New("unknown user")
@@ -402,22 +522,7 @@ func (s *Server) serverConfig(st *connState) *ssh.ServerConfig {
 	}
 	if s.cfg.Password != "" {
 		cfg.PasswordCallback = func(meta ssh.ConnMetadata, pw []byte) (*ssh.Permissions, error) {
-			if b, _, _ := s.limiter.blocked(st.ip); b {
-				st.blocked = true
-				return nil, errors.New("too many failed logins")
-			}
-			ok := subtle.ConstantTimeCompare(pw, []byte(s.cfg.Password)) == 1
-			if ok && meta.User() == User {
-				return &ssh.Permissions{Extensions: map[string]string{"auth": "password"}}, nil
-			}
-			st.passwordFailed = true
-			n, block := s.limiter.fail(st.ip)
-			ev := s.log.Warn().Str("addr", st.ip).Str("user", meta.User()).Int("failures", n)
-			if block > 0 {
-				ev = ev.Dur("blocked_for", block)
-			}
-			ev.Msgf("pairing: wrong password for %q from %s (%d recent failures from this address)", meta.User(), st.ip, n)
-			return nil, errors.New("wrong password")
+			return s.checkPassword(st, meta.User(), pw)
 		}
 	}
 	for _, k := range s.hostKeys {
@@ -426,23 +531,115 @@ func (s *Server) serverConfig(st *connState) *ssh.ServerConfig {
 	return cfg
 }
 
-func (s *Server) handleConn(c net.Conn) {
-	st := &connState{ip: remoteIP(c.RemoteAddr())}
-	_ = c.SetDeadline(time.Now().Add(handshakeTimeout)) // the real clock, not cfg.Now
-	sc, chans, reqs, err := ssh.NewServerConn(c, s.serverConfig(st))
+// checkPassword is the password login: the source's block first, then the
+// budget of failed passwords of all sources together, and only then the
+// password itself. Refusals before the check tell the client why in an
+// SSH banner (OpenSSH prints it above its next password prompt).
+func (s *Server) checkPassword(st *connState, user string, pw []byte) (*ssh.Permissions, error) {
+	if user != User {
+		// Only root exists; refusing any other name reveals nothing about
+		// the password, so it costs no budget. Counted in loginFailed.
+		st.badUser = user
+		return nil, errors.New("unknown user")
+	}
+	now := s.now()
+	if b, until, first := s.limiter.blocked(st.src); b {
+		st.blocked = true
+		wait := until.Sub(now).Round(time.Second)
+		if first {
+			s.logEvent(s.log.Warn(), st).Time("until", until).
+				Msgf("pairing: password logins from %s refused for %s after too many failed logins (keys still work)", st.ip, wait)
+		}
+		return nil, &ssh.BannerError{Err: errors.New("too many failed logins"), Message: fmt.Sprintf(
+			"qnetd pairing: too many failed logins from your address: the password is not checked for another %s. Logins with a key still work.\n", wait)}
+	}
+	turn := s.limiter.takePassword(st.src)
+	if !turn.ok {
+		st.budgetRefused = true
+		var ev *zerolog.Event
+		if turn.first {
+			ev = s.logEvent(s.log.Warn(), st).Int("burst", passwordBurst).Dur("refill", passwordRefill)
+		} else {
+			ev = s.logEvent(s.log.Debug(), st)
+		}
+		ev.Int("ahead", turn.ahead).Msgf("pairing: password from %s refused unchecked: the limit of failed passwords from all addresses together is reached "+
+			"(%d, then one every %s); each source gets a turn as the limit allows; keys still work", st.ip, passwordBurst, passwordRefill)
+		msg := fmt.Sprintf("qnetd pairing: the password is not checked: too many failed passwords from all addresses together "+
+			"(someone may be guessing). Your address is in line behind at most %d others; keep trying at least every %s to keep "+
+			"your place; its turn comes in about %s. Logins with a key are not limited.\n", turn.ahead, waitForget, turn.wait.Round(time.Second))
+		if !turn.inLine {
+			msg = fmt.Sprintf("qnetd pairing: the password is not checked: too many failed passwords from all addresses together "+
+				"(someone may be guessing) and %d addresses waiting; try again later. Logins with a key are not limited.\n", turn.ahead)
+		}
+		return nil, &ssh.BannerError{Err: errors.New("password budget spent"), Message: msg}
+	}
+	if turn.refused > 0 {
+		s.log.Info().Int("refused", turn.refused).Time("since", turn.refusedSince).
+			Msgf("pairing: checking passwords again; %d were refused unchecked since %s", turn.refused, turn.refusedSince.Format(time.TimeOnly))
+	}
+	if subtle.ConstantTimeCompare(pw, []byte(s.cfg.Password)) == 1 {
+		s.limiter.passwordRight()
+		return &ssh.Permissions{Extensions: map[string]string{"auth": "password"}}, nil
+	}
+	st.passwordFailed = true
+	n, block := s.limiter.fail(st.src)
+	ev := s.logEvent(s.log.Warn(), st).Int("failures", n)
+	if block > 0 {
+		ev = ev.Dur("blocked_for", block)
+	}
+	ev.Msgf("pairing: wrong password from %s (%d recent failures from this address)", st.ip, n)
+	return nil, errors.New("wrong password")
+}
+
+// logEvent adds the connection's address, and its source when that is
+// wider (an IPv6 /64).
+func (s *Server) logEvent(ev *zerolog.Event, st *connState) *zerolog.Event {
+	ev = ev.Str("addr", st.ip)
+	if st.src != st.ip {
+		ev = ev.Str("source", st.src)
+	}
+	return ev
+}
+
+func (s *Server) handleConn(c net.Conn, ip, src string) {
+	st := &connState{ip: ip, src: src}
+	// Key exchange and login must end within preAuthTimeout (the real
+	// clock, not cfg.Now). After the key exchange the client is told why
+	// in a banner; before it, there is no way to say it.
+	var preAuth atomic.Pointer[ssh.ServerPreAuthConn]
+	deadline := time.AfterFunc(s.preAuthTimeout, func() {
+		if p := preAuth.Load(); p != nil {
+			_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+			_ = (*p).SendAuthBanner(fmt.Sprintf("qnetd pairing: no login within %s; the connection is closed.\n", s.preAuthTimeout))
+		}
+		c.Close()
+	})
+	cfg := s.serverConfig(st)
+	cfg.PreAuthConnCallback = func(p ssh.ServerPreAuthConn) { preAuth.Store(&p) }
+	sc, chans, reqs, err := ssh.NewServerConn(c, cfg)
+	if !deadline.Stop() {
+		// The deadline fired, perhaps just as the login succeeded: the
+		// connection is closed either way.
+		st.timedOut = true
+		if err == nil {
+			sc.Close()
+			err = errTimedOut
+		}
+	}
 	if err != nil {
 		s.loginFailed(st, err)
 		return
 	}
-	_ = c.SetDeadline(time.Time{})
-	s.limiter.success(st.ip)
+	s.loggedIn(c)
+	s.limiter.success(st.src)
 	perms := sc.Permissions.Extensions
 	sess := &session{s: s, ip: st.ip, passwordOnly: perms["auth"] == "password"}
 	if sess.passwordOnly {
 		s.log.Info().Str("addr", st.ip).Msgf("pairing: %s logged in with the password (may only install a key)", st.ip)
 	} else {
+		// The key's comment is the client's text: a field, not the message.
 		s.log.Info().Str("addr", st.ip).Str("key", perms["key"]).Str("comment", perms["comment"]).
-			Msgf("pairing: %s logged in with key %s (%s)", st.ip, perms["key"], nonEmpty(perms["comment"], "no comment"))
+			Msgf("pairing: %s logged in with key %s", st.ip, perms["key"])
 	}
 	timer := time.AfterFunc(connLifetime, func() { sc.Close() })
 	defer timer.Stop()
@@ -484,28 +681,35 @@ func nonEmpty(s, alt string) string {
 }
 
 // loginFailed logs a connection that did not log in and counts it as one
-// failure when it offered a credential (wrong passwords count each).
+// failure when it offered a credential (wrong passwords count each) or
+// stalled until the deadline.
 func (s *Server) loginFailed(st *connState, err error) {
+	if st.timedOut {
+		// A stalled connection held one of its source's few pre-login
+		// slots for the whole deadline: it counts against the source.
+		n, _ := s.limiter.fail(st.src)
+		s.logEvent(s.log.Warn(), st).Dur("timeout", s.preAuthTimeout).Int("failures", n).
+			Msgf("pairing: connection from %s closed: no login within %s (%d recent failures from this address)", st.ip, s.preAuthTimeout, n)
+		return
+	}
 	var ae *ssh.ServerAuthError
 	if !errors.As(err, &ae) {
-		s.log.Debug().Str("addr", st.ip).Err(err).Msg("pairing: SSH handshake failed")
+		s.logEvent(s.log.Debug(), st).Err(err).Msg("pairing: SSH handshake failed")
 		return
 	}
 	switch {
-	case st.blocked:
-		s.log.Debug().Str("addr", st.ip).Msg("pairing: login refused: too many failed logins")
-	case st.passwordFailed:
-		// counted and logged per password
+	case st.passwordFailed, st.blocked, st.budgetRefused:
+		// logged per password
 	case st.badUser != "":
-		n, _ := s.limiter.fail(st.ip)
-		s.log.Warn().Str("addr", st.ip).Str("user", st.badUser).Int("failures", n).
-			Msgf("pairing: login as %q from %s refused: only root can log in (%d recent failures from this address)", st.badUser, st.ip, n)
+		n, _ := s.limiter.fail(st.src)
+		s.logEvent(s.log.Warn(), st).Str("user", st.badUser).Int("failures", n).
+			Msgf("pairing: login from %s refused: only root can log in (%d recent failures from this address)", st.ip, n)
 	case st.keyRejected != "":
-		n, _ := s.limiter.fail(st.ip)
-		s.log.Warn().Str("addr", st.ip).Str("key", st.keyRejected).Int("failures", n).
+		n, _ := s.limiter.fail(st.src)
+		s.logEvent(s.log.Warn(), st).Str("key", st.keyRejected).Int("failures", n).
 			Msgf("pairing: key %s from %s is not authorised (%d recent failures from this address); ssh-copy-id installs it with the password", st.keyRejected, st.ip, n)
 	default:
-		s.log.Debug().Str("addr", st.ip).Msg("pairing: connection closed before login")
+		s.logEvent(s.log.Debug(), st).Msg("pairing: connection closed before login")
 	}
 }
 
