@@ -1,5 +1,5 @@
 // Package upstreamtest starts Debian's corosync-qnetd for tests that
-// compare it with ours. Upstream binds its port itself and takes no
+// compare it with ours, and Debian's mosquitto for the MQTT tests. Upstream binds its port itself and takes no
 // listener, so a port is tried and, when it turns out to be taken (the
 // daemon exits before it is ready), another one; the daemon's own
 // "ready" line says it listens, so a test never talks to somebody else's
