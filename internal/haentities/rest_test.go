@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -25,6 +26,7 @@ type supervisor struct {
 	broker *Broker
 	states map[string]restState
 	posts  map[string]int
+	gets   int
 	auth   []string
 	wake   chan struct{}
 }
@@ -65,6 +67,7 @@ func (s *supervisor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch r.Method {
 	case http.MethodGet:
+		s.gets++
 		st, ok := s.states[id]
 		if !ok {
 			w.WriteHeader(http.StatusNotFound)
@@ -143,14 +146,22 @@ func TestRESTFallbackSurvivesRestart(t *testing.T) {
 		"binary_sensor." + a + "_node_1_vote", "binary_sensor." + a + "_node_2_vote",
 		"sensor." + b + "_state", "binary_sensor." + b + "_vote", "sensor." + b + "_nodes", "sensor." + b + "_decision",
 		"binary_sensor." + b + "_node_1_vote", "sensor.qnetd_clusters", "sensor.qnetd_clients"}
+	// Every entity's final state: the step that posts them may be
+	// seen half done.
+	final := map[string]string{"sensor." + a + "_state": "healthy", "binary_sensor." + a + "_vote": "on", "sensor." + a + "_nodes": "2",
+		"sensor." + a + "_decision":           "partition {1,2} gets the vote: has a majority: 2 of 2 configured nodes",
+		"binary_sensor." + a + "_node_1_vote": "on", "binary_sensor." + a + "_node_2_vote": "on",
+		"sensor." + b + "_state": "healthy", "binary_sensor." + b + "_vote": "on", "sensor." + b + "_nodes": "1",
+		"sensor." + b + "_decision":           "partition {1} gets the vote: has a majority: 1 of 1 configured nodes",
+		"binary_sensor." + b + "_node_1_vote": "on", "sensor.qnetd_clusters": "2", "sensor.qnetd_clients": "3"}
+	require.Len(t, final, len(all))
 	healthy := func(states map[string]restState, _ map[string]int) bool {
-		for _, id := range all {
-			if _, ok := states[id]; !ok {
+		for id, v := range final {
+			if states[id].State != v {
 				return false
 			}
 		}
-		return states["sensor."+a+"_state"].State == "healthy" && states["sensor."+b+"_state"].State == "healthy" &&
-			states["sensor."+a+"_nodes"].State == "2" && states["sensor.qnetd_clients"].State == "3"
+		return true
 	}
 	sup.await(t, "both clusters' entities", healthy)
 	sup.mu.Lock()
@@ -160,16 +171,33 @@ func TestRESTFallbackSurvivesRestart(t *testing.T) {
 	require.Equal(t, "enum", st.Attributes["device_class"])
 	require.Equal(t, "on", sup.states["binary_sensor."+a+"_node_2_vote"].State)
 	require.Equal(t, "QNetd pve_ Connected nodes", sup.states["sensor."+b+"_nodes"].Attributes["friendly_name"])
-	require.Equal(t, 1, sup.posts["sensor."+a+"_state"], "an unchanged entity is not sent again")
 	for _, h := range sup.auth {
 		require.Equal(t, "Bearer tok", h)
 	}
+	base := maps.Clone(sup.posts)
+	gets := sup.gets
+	sup.mu.Unlock()
+
+	// A probe finds Home Assistant with the states: nothing is sent again.
+	sup.await(t, "a probe", func(map[string]restState, map[string]int) bool { return sup.gets > gets+1 })
+	sup.mu.Lock()
+	require.Equal(t, base, sup.posts, "an unchanged entity is not sent again")
 	sup.mu.Unlock()
 
 	sup.restart()
 	sup.await(t, "every entity again after the restart", func(states map[string]restState, posts map[string]int) bool {
-		return healthy(states, posts) && posts["sensor."+a+"_state"] == 2
+		for _, id := range all {
+			if posts[id] < base[id]+1 {
+				return false
+			}
+		}
+		return healthy(states, posts)
 	})
+	sup.mu.Lock()
+	defer sup.mu.Unlock()
+	for _, id := range all {
+		require.Equal(t, base[id]+1, sup.posts[id], "%s sent once more, after the restart", id)
+	}
 }
 
 // TestBrokerAppearsLater: the Supervisor offers no broker at first, then

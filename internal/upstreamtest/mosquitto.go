@@ -1,18 +1,13 @@
 package upstreamtest
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strconv"
-	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -41,21 +36,11 @@ func StartMosquitto(t testing.TB) *Mosquitto {
 	if out, err := exec.Command(passwd, "-c", "-b", pwFile, m.User, m.Password).CombinedOutput(); err != nil {
 		t.Fatalf("mosquitto_passwd: %v\n%s", err, out)
 	}
-	var tried []string
-	for range attempts {
-		port := portLow + rand.IntN(portHigh-portLow)
-		log, ok := tryMosquitto(t, bin, dir, pwFile, port)
-		if ok {
-			m.Port = port
-			return m
-		}
-		if !strings.Contains(log, "in use") {
-			t.Fatalf("mosquitto did not start on port %d:\n%s", port, log)
-		}
-		tried = append(tried, strconv.Itoa(port))
-	}
-	t.Fatalf("mosquitto found every port taken: %s", strings.Join(tried, ", "))
-	return nil
+	onFreePort(t, "mosquitto", func(port int) (string, bool) {
+		m.Port = port
+		return tryMosquitto(t, bin, dir, pwFile, port)
+	})
+	return m
 }
 
 func tryMosquitto(t testing.TB, bin, dir, pwFile string, port int) (string, bool) {
@@ -72,49 +57,9 @@ func tryMosquitto(t testing.TB, bin, dir, pwFile string, port int) (string, bool
 		t.Fatalf("mosquitto config: %v", err)
 	}
 	cmd := exec.Command(bin, "-c", conf)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatalf("mosquitto: %v", err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start mosquitto: %v", err)
-	}
-	exited := make(chan struct{})
-	ready := make(chan struct{})
-	var mu sync.Mutex
-	var logBuf bytes.Buffer
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		signalled := false
-		for sc.Scan() {
-			if !signalled {
-				mu.Lock()
-				logBuf.WriteString(sc.Text() + "\n")
-				mu.Unlock()
-			}
-			if !signalled && strings.Contains(sc.Text(), " running") {
-				signalled = true
-				close(ready)
-			}
-		}
-		_, _ = io.Copy(io.Discard, stderr)
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	log := func() string {
-		mu.Lock()
-		defer mu.Unlock()
-		return logBuf.String()
-	}
-	select {
-	case <-ready:
-	case <-exited:
-		return log(), false
-	case <-time.After(10 * time.Second):
-		_ = cmd.Process.Kill()
-		<-exited
-		t.Fatalf("mosquitto did not become ready:\n%s", log())
+	log, ok, exited := startUntil(t, "mosquitto", cmd, " running")
+	if !ok {
+		return log, false
 	}
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
@@ -125,5 +70,5 @@ func tryMosquitto(t testing.TB, bin, dir, pwFile string, port int) (string, bool
 			<-exited
 		}
 	})
-	return log(), true
+	return log, true
 }
