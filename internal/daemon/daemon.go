@@ -71,9 +71,6 @@ type WebConfig struct {
 	// used instead.
 	Addr     string
 	Listener net.Listener
-	// Publish, optional, receives every new view of the status page
-	// (Home Assistant entities).
-	Publish func(status.View)
 }
 
 // PairingConfig is the SSH pairing endpoint.
@@ -286,7 +283,7 @@ func (d *Daemon) startWeb(w *web.Web, rec *status.Recorder) error {
 	wc := d.cfg.Web
 	w.SetQnetdAddr(d.ln.Addr().String())
 	d.page = status.New(status.Config{Status: d.srv.Status, Address: d.ln.Addr().String(), Recorder: rec,
-		Pairing: d.pairingInfo, Publish: wc.Publish})
+		Pairing: d.pairingInfo})
 	d.page.Register(w.Handle)
 	d.wln = wc.Listener
 	if d.wln == nil {
