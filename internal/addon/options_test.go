@@ -36,6 +36,8 @@ func TestPathsFromEnvironment(t *testing.T) {
 	require.Equal(t, "/etc/corosync/qnetd/nssdb", p.NSSLink)
 	require.Equal(t, "coroqnetd", p.User)
 	require.Equal(t, ":8403", p.IngressAddr)
+	require.Equal(t, "http://supervisor", p.Supervisor, "its MQTT service")
+	require.Equal(t, "http://supervisor/core/api", p.SupervisorAPI, "Home Assistant's REST API")
 
 	p, err = LoadPaths(map[string]string{"QNETD_ADDON_NSS_LINK": "", "QNETD_ADDON_USER": "", "QNETD_ADDON_LISTEN": "127.0.0.1:0"})
 	require.NoError(t, err)

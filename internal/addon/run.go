@@ -19,9 +19,9 @@ import (
 
 	"github.com/qnetd-addon/qnetd/internal/adminipc"
 	"github.com/qnetd-addon/qnetd/internal/daemon"
+	"github.com/qnetd-addon/qnetd/internal/haentities"
 	"github.com/qnetd-addon/qnetd/internal/pairing"
 	"github.com/qnetd-addon/qnetd/internal/pki"
-	"github.com/qnetd-addon/qnetd/internal/status"
 	"github.com/qnetd-addon/qnetd/internal/version"
 	"github.com/qnetd-addon/qnetd/qnetd/server"
 	"github.com/qnetd-addon/qnetd/qnetd/wire"
@@ -42,9 +42,11 @@ type Paths struct {
 	// NSSLink is upstream's certificate path, linked to the data dir so
 	// that tools run inside the container find the files there.
 	NSSLink string `env:"QNETD_ADDON_NSS_LINK" envDefault:"/etc/corosync/qnetd/nssdb"`
-	// SupervisorToken and SupervisorAPI reach Home Assistant's API.
+	// SupervisorToken and SupervisorAPI reach Home Assistant's API;
+	// Supervisor is the Supervisor's own API (its MQTT service).
 	SupervisorToken string `env:"SUPERVISOR_TOKEN"`
 	SupervisorAPI   string `env:"QNETD_ADDON_HA_API" envDefault:"http://supervisor/core/api"`
+	Supervisor      string `env:"QNETD_ADDON_SUPERVISOR" envDefault:"http://supervisor"`
 }
 
 // PKIDir is the certificate directory in the data dir.
@@ -87,7 +89,8 @@ const usage = `usage: qnetd addon init|run|healthcheck
 Options come from /data/options.json. The environment may move the paths:
 QNETD_ADDON_OPTIONS, QNETD_ADDON_DATA, QNETD_ADDON_CONFIG, QNETD_ADDON_RUN,
 QNETD_ADDON_USER, QNETD_ADDON_INGRESS_ADDR, QNETD_ADDON_LISTEN,
-QNETD_ADDON_NSS_LINK (see "make run" for a local setup).
+QNETD_ADDON_NSS_LINK, QNETD_ADDON_HA_API, QNETD_ADDON_SUPERVISOR (see
+"make run" for a local setup).
 `
 
 // Main runs "qnetd addon init|run|healthcheck".
@@ -279,7 +282,8 @@ func DaemonConfig(p Paths, o Options, log zerolog.Logger) daemon.Config {
 		PKIDir:   p.PKIDir(),
 		LockFile: filepath.Join(p.RunDir, "corosync-qnetd.pid"),
 		IPC:      adminipc.Config{Path: daemon.SocketIn(p.RunDir)},
-		Web:      &daemon.WebConfig{Addr: p.IngressAddr, Publish: homeAssistant(p, log)},
+		Web:      &daemon.WebConfig{Addr: p.IngressAddr},
+		Entities: homeAssistant(p, log),
 		User:     p.User,
 		Log:      log,
 	}
@@ -297,14 +301,18 @@ func Run(ctx context.Context, p Paths, o Options, log zerolog.Logger) error {
 }
 
 // homeAssistant publishes entities when the Supervisor gave us a token
-// (config.yaml: homeassistant_api: true); nil otherwise.
-func homeAssistant(p Paths, log zerolog.Logger) func(status.View) {
+// (config.yaml: homeassistant_api: true): over MQTT discovery when it
+// offers a broker (services: mqtt:want), else through the REST API; nil
+// without a token.
+func homeAssistant(p Paths, log zerolog.Logger) *haentities.Config {
 	if p.SupervisorToken == "" {
 		return nil
 	}
-	ha := &status.HomeAssistant{BaseURL: p.SupervisorAPI, Token: p.SupervisorToken, Log: log,
-		Client: &http.Client{Timeout: 10 * time.Second}}
-	return ha.Publish
+	// The add-on's host name (its container's) stays the same across
+	// restarts and updates, so its topics and ids do too.
+	host, _ := os.Hostname()
+	return &haentities.Config{Instance: host, SupervisorURL: p.Supervisor, CoreAPI: p.SupervisorAPI,
+		Token: p.SupervisorToken, Log: log}
 }
 
 // hostAddress guesses the address the cluster nodes reach this machine

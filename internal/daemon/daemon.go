@@ -24,6 +24,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/qnetd-addon/qnetd/internal/adminipc"
+	"github.com/qnetd-addon/qnetd/internal/haentities"
 	"github.com/qnetd-addon/qnetd/internal/pairing"
 	"github.com/qnetd-addon/qnetd/internal/pki"
 	"github.com/qnetd-addon/qnetd/internal/status"
@@ -55,6 +56,9 @@ type Config struct {
 	Web *WebConfig
 	// Pairing, optional: the SSH endpoint for pvecm qdevice setup.
 	Pairing *PairingConfig
+	// Entities, optional: Home Assistant entities over MQTT discovery or
+	// the REST API. Its Status, Wake and CertExpiry are set here.
+	Entities *haentities.Config
 	// User, optional: the daemon switches to this user once every port is
 	// bound (binding the pairing port 22 is all root is needed for).
 	User string
@@ -67,9 +71,6 @@ type WebConfig struct {
 	// used instead.
 	Addr     string
 	Listener net.Listener
-	// Publish, optional, receives every new view of the status page
-	// (Home Assistant entities).
-	Publish func(status.View)
 }
 
 // PairingConfig is the SSH pairing endpoint.
@@ -95,6 +96,8 @@ type Daemon struct {
 	web  *http.Server
 	wln  net.Listener
 	page *status.Page
+	rec  *status.Recorder
+	pki  *pki.Authority
 	// pairingProblem says why pairing is off although it was asked for.
 	pairingProblem string
 	ipcStop        chan struct{}
@@ -163,6 +166,7 @@ func (d *Daemon) start() error {
 		rec = status.NewRecorder(time.Now, time.Hour)
 		scfg.Hooks, scfg.Observer = w.Metrics().Hooks(), rec
 	}
+	d.rec, d.pki = rec, authority
 	d.srv = server.New(scfg)
 	// The server first, so that its accept loop knows it is closing when
 	// the listener goes; a listener it never served is closed after it.
@@ -279,7 +283,7 @@ func (d *Daemon) startWeb(w *web.Web, rec *status.Recorder) error {
 	wc := d.cfg.Web
 	w.SetQnetdAddr(d.ln.Addr().String())
 	d.page = status.New(status.Config{Status: d.srv.Status, Address: d.ln.Addr().String(), Recorder: rec,
-		Pairing: d.pairingInfo, Publish: wc.Publish})
+		Pairing: d.pairingInfo})
 	d.page.Register(w.Handle)
 	d.wln = wc.Listener
 	if d.wln == nil {
@@ -339,6 +343,7 @@ func (d *Daemon) Wait(ctx context.Context) error {
 	if d.page != nil {
 		go d.page.Run(pctx, 2*time.Second)
 	}
+	entitiesDone := d.startEntities(pctx)
 	var err error
 	select {
 	case <-ctx.Done():
@@ -351,6 +356,10 @@ func (d *Daemon) Wait(ctx context.Context) error {
 		}
 	}
 	stopPage()
+	select {
+	case <-entitiesDone:
+	case <-time.After(5 * time.Second):
+	}
 	if d.web != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_ = d.web.Shutdown(sctx)
@@ -358,6 +367,35 @@ func (d *Daemon) Wait(ctx context.Context) error {
 	}
 	d.closeAll()
 	return err
+}
+
+// startEntities publishes Home Assistant entities until ctx ends; the
+// channel closes when it has (the entities marked unavailable).
+func (d *Daemon) startEntities(ctx context.Context) <-chan struct{} {
+	done := make(chan struct{})
+	if d.cfg.Entities == nil {
+		close(done)
+		return done
+	}
+	ec := *d.cfg.Entities
+	ec.Status = d.srv.Status
+	if d.rec != nil {
+		wake, cancel := d.rec.Subscribe()
+		context.AfterFunc(ctx, cancel)
+		ec.Wake = wake
+	}
+	if d.pki != nil {
+		dir := d.pki.Dir
+		ec.CertExpiry = func(cluster string) (time.Time, bool) {
+			t, err := pki.ClientCertNotAfter(dir, cluster)
+			return t, err == nil
+		}
+	}
+	go func() {
+		defer close(done)
+		haentities.Run(ctx, ec)
+	}()
+	return done
 }
 
 // closeAll undoes Start, newest first.

@@ -113,7 +113,14 @@ func TestSignDERAndPEMRequests(t *testing.T) {
 		_, err = cert.Verify(x509.VerifyOptions{Roots: a.TLSConfig(true).ClientCAs, CurrentTime: now,
 			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
 		require.NoError(t, err, "a TLS server accepts it as a client certificate")
+		notAfter, err := ClientCertNotAfter(dir, "pve")
+		require.NoError(t, err)
+		require.Equal(t, cert.NotAfter, notAfter, "what the entities show as the certificate's expiry")
 	}
+	_, err = ClientCertNotAfter(dir, "other")
+	require.ErrorIs(t, err, os.ErrNotExist)
+	_, err = ClientCertNotAfter(dir, "../pve")
+	require.Error(t, err, "a name that cannot name a file reads nothing")
 }
 
 func TestBadRequestsWriteNothing(t *testing.T) {

@@ -101,6 +101,23 @@ func (a *Authority) Sign(csr *x509.CertificateRequest, cluster string, now time.
 	return path, nil
 }
 
+// ClientCertNotAfter reads the end of validity of the certificate stored
+// for cluster in dir.
+func ClientCertNotAfter(dir, cluster string) (time.Time, error) {
+	if err := ValidClusterName(cluster); err != nil {
+		return time.Time{}, err
+	}
+	der, err := os.ReadFile(filepath.Join(dir, ClientCertFile(cluster)))
+	if err != nil {
+		return time.Time{}, err
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%s: %w", ClientCertFile(cluster), err)
+	}
+	return c.NotAfter, nil
+}
+
 // Import replaces the authority in dir with a CA (and optionally a server
 // certificate) exported from an upstream NSS database, so that certificates
 // the nodes already have keep working. pemData holds PEM blocks: the CA

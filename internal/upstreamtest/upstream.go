@@ -1,5 +1,5 @@
 // Package upstreamtest starts Debian's corosync-qnetd for tests that
-// compare it with ours. Upstream binds its port itself and takes no
+// compare it with ours, and Debian's mosquitto for the MQTT tests. Upstream binds its port itself and takes no
 // listener, so a port is tried and, when it turns out to be taken (the
 // daemon exits before it is ready), another one; the daemon's own
 // "ready" line says it listens, so a test never talks to somebody else's
@@ -63,20 +63,34 @@ const (
 func Start(t testing.TB, host string) *Qnetd {
 	t.Helper()
 	bin := Binary(t, "corosync-qnetd")
+	var q *Qnetd
+	onFreePort(t, "corosync-qnetd", func(port int) (string, bool) {
+		var log string
+		var ok bool
+		q, log, ok = try(t, bin, host, port)
+		return log, ok
+	})
+	return q
+}
+
+// onFreePort calls try with ports from portLow to portHigh until it
+// starts the program (true) or fails for another reason than a taken
+// port.
+func onFreePort(t testing.TB, name string, try func(port int) (log string, ok bool)) {
+	t.Helper()
 	var tried []string
 	for range attempts {
 		port := portLow + rand.IntN(portHigh-portLow)
-		q, log, ok := try(t, bin, host, port)
+		log, ok := try(port)
 		if ok {
-			return q
+			return
 		}
 		if !strings.Contains(log, "in use") {
-			t.Fatalf("corosync-qnetd did not start on port %d:\n%s", port, log)
+			t.Fatalf("%s did not start on port %d:\n%s", name, port, log)
 		}
 		tried = append(tried, strconv.Itoa(port))
 	}
-	t.Fatalf("corosync-qnetd found every port taken: %s", strings.Join(tried, ", "))
-	return nil
+	t.Fatalf("%s found every port taken: %s", name, strings.Join(tried, ", "))
 }
 
 func try(t testing.TB, bin, host string, port int) (*Qnetd, string, bool) {
@@ -88,16 +102,29 @@ func try(t testing.TB, bin, host string, port int) (*Qnetd, string, bool) {
 		args = append(args, "-l", host)
 	}
 	cmd := exec.Command(bin, args...)
+	log, ok, exited := startUntil(t, "corosync-qnetd", cmd, "QNetd ready to provide service")
+	if !ok {
+		return nil, log, false
+	}
+	t.Cleanup(func() { stop(cmd, q, exited) })
+	return q, log, true
+}
+
+// startUntil starts cmd in a process group of its own and reads its
+// standard error until a line contains ready. It reports false with what
+// the program logged when it exits first; exited closes once it has.
+func startUntil(t testing.TB, name string, cmd *exec.Cmd, ready string) (log string, ok bool, exited chan struct{}) {
+	t.Helper()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
-		t.Fatalf("corosync-qnetd: %v", err)
+		t.Fatalf("%s: %v", name, err)
 	}
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start corosync-qnetd: %v", err)
+		t.Fatalf("start %s: %v", name, err)
 	}
-	exited := make(chan struct{})
-	ready := make(chan struct{})
+	exited = make(chan struct{})
+	readyCh := make(chan struct{})
 	var mu sync.Mutex
 	var logBuf bytes.Buffer
 	go func() {
@@ -109,31 +136,31 @@ func try(t testing.TB, bin, host string, port int) (*Qnetd, string, bool) {
 				logBuf.WriteString(sc.Text() + "\n")
 				mu.Unlock()
 			}
-			if !signalled && strings.Contains(sc.Text(), "QNetd ready to provide service") {
+			if !signalled && strings.Contains(sc.Text(), ready) {
 				signalled = true
-				close(ready)
+				close(readyCh)
 			}
 		}
 		_, _ = io.Copy(io.Discard, stderr)
 		_ = cmd.Wait()
 		close(exited)
 	}()
-	log := func() string {
+	logged := func() string {
 		mu.Lock()
 		defer mu.Unlock()
 		return logBuf.String()
 	}
 	select {
-	case <-ready:
+	case <-readyCh:
+		return logged(), true, exited
 	case <-exited:
-		return nil, log(), false
+		return logged(), false, exited
 	case <-time.After(10 * time.Second):
 		_ = cmd.Process.Kill()
 		<-exited
-		t.Fatalf("corosync-qnetd did not become ready:\n%s", log())
+		t.Fatalf("%s did not become ready:\n%s", name, logged())
 	}
-	t.Cleanup(func() { stop(cmd, q, exited) })
-	return q, log(), true
+	return "", false, exited
 }
 
 func stop(cmd *exec.Cmd, q *Qnetd, exited chan struct{}) {
