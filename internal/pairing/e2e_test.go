@@ -144,7 +144,7 @@ func TestPvecmQdeviceSetup(t *testing.T) {
 			want, err := os.ReadFile(filepath.Join(ts.pkiDir, pki.CAFile))
 			require.NoError(t, err)
 			require.Equal(t, want, ca)
-			ts.log.wait(t, "CA fetched by 127.0.0.1")
+			ts.log.wait(t, `"addr":"127.0.0.1","file":"/etc/corosync/qnetd/nssdb/qnetd-cacert.crt","message":"pairing: CA fetched"`)
 
 			// ... corosync-qdevice-net-certutil -i -c /etc/pve/qnetd-cacert.crt on every node
 			for _, n := range []*node{nodeA, nodeB} {
@@ -156,7 +156,8 @@ func TestPvecmQdeviceSetup(t *testing.T) {
 			crq := filepath.Join(nodeA.nssdb(), "qdevice-net-node.crq")
 			r = c.scp(ts, mode.legacy, crq, remote("/tmp"))
 			require.Equal(t, 0, r.code, r.String())
-			ts.log.wait(t, "certificate request /tmp/qdevice-net-node.crq")
+			ts.log.wait(t, `"file":"/tmp/qdevice-net-node.crq","bytes":`)
+			ts.log.wait(t, "pairing: certificate request uploaded")
 
 			// 5. ssh ... corosync-qnetd-certutil -s -c /tmp/qdevice-net-node.crq -n CLUSTER
 			r = c.ssh(ts, nil, "corosync-qnetd-certutil", "-s", "-c", "/tmp/qdevice-net-node.crq", "-n", cluster)
@@ -167,7 +168,8 @@ func TestPvecmQdeviceSetup(t *testing.T) {
 			// 6. scp root@[IP]:/etc/corosync/qnetd/nssdb/cluster-CLUSTER.crt /etc/corosync/qdevice/net/nssdb
 			r = c.scp(ts, mode.legacy, remote("/etc/corosync/qnetd/nssdb/cluster-"+cluster+".crt"), nodeA.nssdb())
 			require.Equal(t, 0, r.code, r.String())
-			ts.log.wait(t, "certificate for cluster '"+cluster+"' fetched by 127.0.0.1")
+			ts.log.wait(t, `"addr":"127.0.0.1","cluster":"`+cluster+`"`)
+			ts.log.wait(t, "pairing: cluster certificate fetched")
 			crt, err := os.ReadFile(filepath.Join(nodeA.nssdb(), "cluster-"+cluster+".crt"))
 			require.NoError(t, err)
 			leaf, err := x509.ParseCertificate(crt)
@@ -189,8 +191,8 @@ func TestPvecmQdeviceSetup(t *testing.T) {
 
 			// The log told the story.
 			for _, step := range []string{"logged in with the password", "installed by", "logged in with key",
-				"certificate authority initialised", "CA fetched by 127.0.0.1", "uploaded by 127.0.0.1",
-				"signed certificate for cluster", "fetched by 127.0.0.1"} {
+				"certificate authority initialised", "pairing: CA fetched", "pairing: certificate request uploaded",
+				"signed certificate for cluster", "pairing: cluster certificate fetched"} {
 				assert.Contains(t, ts.log.String(), step)
 			}
 			require.Equal(t, hostBefore, hostQdeviceState(), "the host's /etc/corosync was not touched")

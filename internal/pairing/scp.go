@@ -53,7 +53,7 @@ func (ss *session) scp(ch ssh.Channel, args []string) int {
 
 func (ss *session) scpRefuse(ch ssh.Channel, args []string, why string) int {
 	fmt.Fprintf(ch.Stderr(), "qnetd pairing: scp %s: %s\n", clip(strings.Join(args, " ")), why)
-	ss.s.log.Warn().Str("addr", ss.ip).Strs("args", args).Msgf("pairing: refused scp %s from %s: %s", clip(strings.Join(args, " ")), ss.ip, why)
+	ss.s.log.Warn().Str("addr", ss.ip).Strs("args", args).Str("reason", why).Msg("pairing: scp refused")
 	return ExitRefused
 }
 
@@ -115,7 +115,7 @@ func (ss *session) scpSource(ch ssh.Channel, file string, preserve bool) int {
 			reason = "Permission denied (" + allowedHelp + ")"
 		}
 		scpErr(ch, 1, "%s: %s", clip(file), reason)
-		ss.s.log.Warn().Str("addr", ss.ip).Str("file", clip(file)).Msgf("pairing: scp of %q by %s refused: %s", clip(file), ss.ip, strings.SplitN(reason, " (", 2)[0])
+		ss.s.log.Warn().Str("addr", ss.ip).Str("file", clip(file)).Str("reason", strings.SplitN(reason, " (", 2)[0]).Msg("pairing: scp download refused")
 		return 1
 	}
 	if preserve {
@@ -160,7 +160,7 @@ func (ss *session) scpSink(ch ssh.Channel, target string) int {
 	}
 	if err != nil {
 		scpErr(ch, 2, "%s: Permission denied: only %s is writable", clip(target), TmpPath)
-		ss.s.log.Warn().Str("addr", ss.ip).Str("target", clip(target)).Msgf("pairing: scp upload to %q by %s refused: only %s is writable", clip(target), ss.ip, TmpPath)
+		ss.s.log.Warn().Str("addr", ss.ip).Str("target", clip(target)).Msg("pairing: scp upload refused: only " + TmpPath + " is writable")
 		return 1
 	}
 	r := bufio.NewReader(ch)
@@ -190,7 +190,7 @@ func (ss *session) scpSink(ch ssh.Channel, target string) int {
 		case 'C':
 		default:
 			scpErr(ch, 2, "directories are not allowed")
-			ss.s.log.Warn().Str("addr", ss.ip).Msgf("pairing: scp upload by %s refused: directories are not allowed", ss.ip)
+			ss.s.log.Warn().Str("addr", ss.ip).Msg("pairing: scp upload refused: directories are not allowed")
 			return 1
 		}
 		// C<mode> <size> <name>
@@ -222,7 +222,7 @@ func (ss *session) scpSink(ch ssh.Channel, target string) int {
 		if why != nil {
 			scpErr(ch, 1, "%s: %v", clip(name), why)
 			ss.s.log.Warn().Str("addr", ss.ip).Str("file", clip(name)).Int64("bytes", size).
-				Msgf("pairing: scp upload of %q (%d bytes) by %s refused: %v", clip(name), size, ss.ip, why)
+				AnErr("reason", why).Msg("pairing: scp upload refused")
 			errs++
 			continue // the client does not send the data
 		}

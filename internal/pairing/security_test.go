@@ -283,7 +283,7 @@ func TestSymlinkTricks(t *testing.T) {
 	sc := f.sftpGo(t)
 	require.Error(t, sc.Symlink(f.canary, "/tmp/link"))
 	require.Error(t, sc.Symlink("/etc/corosync/qnetd/nssdb/qnetd-pki.pem", "/tmp/link"))
-	f.ts.log.wait(t, "sftp symlink")
+	f.ts.log.wait(t, `"op":"symlink"`)
 
 	// Links planted on the host side (as if by someone with a shell).
 	require.NoError(t, os.Symlink(f.canary, filepath.Join(f.ts.pkiDir, "cluster-evil.crt")))

@@ -234,13 +234,13 @@ func (s *Server) fetched(n vnode, ip string) {
 	name := path.Base(n.vpath)
 	switch {
 	case n.kind == vCert && name == pki.CAFile:
-		s.log.Info().Str("addr", ip).Str("file", n.vpath).Msgf("pairing: CA fetched by %s", ip)
+		s.log.Info().Str("addr", ip).Str("file", n.vpath).Msg("pairing: CA fetched")
 	case n.kind == vCert:
 		cluster := strings.TrimSuffix(strings.TrimPrefix(name, "cluster-"), ".crt")
 		s.log.Info().Str("addr", ip).Str("file", n.vpath).Str("cluster", cluster).
-			Msgf("pairing: certificate for cluster '%s' fetched by %s", cluster, ip)
+			Msg("pairing: cluster certificate fetched")
 	default:
-		s.log.Info().Str("addr", ip).Str("file", n.vpath).Msgf("pairing: %s fetched by %s", n.vpath, ip)
+		s.log.Info().Str("addr", ip).Str("file", n.vpath).Msg("pairing: file fetched")
 	}
 }
 
@@ -300,7 +300,7 @@ func (s *Server) storeUpload(name string, data []byte, ip string) error {
 
 func (s *Server) uploaded(name string, size int, ip string) {
 	s.log.Info().Str("addr", ip).Str("file", path.Join(TmpPath, name)).Int("bytes", size).
-		Msgf("pairing: certificate request %s (%d bytes) uploaded by %s", path.Join(TmpPath, name), size, ip)
+		Msg("pairing: certificate request uploaded")
 }
 
 // sftpFS serves the virtual tree over the sftp subsystem.
@@ -314,7 +314,7 @@ func (f *sftpFS) handlers() sftp.Handlers {
 }
 
 func (f *sftpFS) refused(op, p string, err error) error {
-	f.s.log.Warn().Str("addr", f.ip).Str("op", op).Str("path", p).Err(err).Msgf("pairing: sftp %s %q by %s refused", op, p, f.ip)
+	f.s.log.Warn().Str("addr", f.ip).Str("op", op).Str("path", p).Err(err).Msg("pairing: sftp request refused")
 	return err
 }
 
@@ -384,7 +384,7 @@ func (u *upload) WriteAt(p []byte, off int64) (int, error) {
 		u.failed = true
 		u.mu.Unlock()
 		u.s.log.Warn().Str("addr", u.ip).Str("file", path.Join(TmpPath, u.name)).
-			Msgf("pairing: upload of %s by %s refused: larger than %d bytes", path.Join(TmpPath, u.name), u.ip, MaxUpload)
+			Int("max_bytes", MaxUpload).Msg("pairing: upload refused: too large")
 		return 0, errTooBig
 	}
 	u.size = max(u.size, off+int64(len(p)))
