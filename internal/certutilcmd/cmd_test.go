@@ -104,3 +104,31 @@ func TestDirOptionWins(t *testing.T) {
 	require.Equal(t, 0, code, errb.String())
 	require.FileExists(t, filepath.Join(dir, "qnetd-cacert.crt"))
 }
+
+func writeCSR(t *testing.T, cn string) string {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	require.NoError(t, err)
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: cn}}, key)
+	require.NoError(t, err)
+	crq := filepath.Join(t.TempDir(), "qdevice-net-node.crq")
+	require.NoError(t, os.WriteFile(crq, der, 0o644))
+	return crq
+}
+
+// TestSignRefusesTheServersName: `-s -n 'Qnetd Server'` (any case) would
+// make a certificate that poses as the server; it is refused with a
+// message that names the value and what to give, and nothing is written.
+func TestSignRefusesTheServersName(t *testing.T) {
+	dir := t.TempDir()
+	code, _, _ := run(t, dir, "-i")
+	require.Equal(t, 0, code)
+	for _, name := range []string{"Qnetd Server", "qnetd server", "QNet CA", "*.lan"} {
+		code, out, errs := run(t, dir, "-s", "-c", writeCSR(t, name), "-n", name)
+		require.Equal(t, 1, code, name)
+		require.Equal(t, "Signing cluster certificate\n", out)
+		require.Contains(t, errs, "corosync-qnetd-certutil: cluster name \""+name+"\" is ")
+		require.Contains(t, errs, "give the cluster's own name (totem.cluster_name in corosync.conf)\n")
+		require.NoFileExists(t, filepath.Join(dir, "cluster-"+name+".crt"))
+	}
+}
