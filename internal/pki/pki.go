@@ -31,6 +31,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/qnetd-addon/qnetd/qnetd/certname"
@@ -434,6 +435,15 @@ func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
 	if err := f.Chmod(mode); err != nil {
 		f.Close()
 		return fmt.Errorf("write %s: %w", path, err)
+	}
+	// A replaced file keeps its owner: root running a tool locally (in the
+	// add-on's container, say) must not take a file away from the daemon's
+	// user. Without the right to change the owner this fails, and the file
+	// is the writer's, as before.
+	if fi, err := os.Stat(path); err == nil {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			_ = f.Chown(int(st.Uid), int(st.Gid))
+		}
 	}
 	if _, err := f.Write(data); err != nil {
 		f.Close()
