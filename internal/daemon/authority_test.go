@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -61,9 +62,27 @@ func TestLoadAuthorityUpgradesAndAudits(t *testing.T) {
 	plain, _ := oldCert("pve")
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "cluster-pve.crt"), plain, 0o644))
 
+	// The add-on's data belongs to the daemon's user, and the replacement
+	// happens before the daemon drops root: the files keep their owner.
+	const uid, gid = 4321, 4322
+	asRoot := os.Geteuid() == 0
+	if asRoot {
+		for _, f := range []string{pki.BundleFile, pki.SerialFile} {
+			require.NoError(t, os.Chown(filepath.Join(dir, f), uid, gid))
+		}
+	}
+
 	var logs bytes.Buffer
 	a, err := LoadAuthority(dir, zerolog.New(&logs))
 	require.NoError(t, err)
+	if asRoot {
+		for _, f := range []string{pki.BundleFile, pki.SerialFile} {
+			fi, err := os.Stat(filepath.Join(dir, f))
+			require.NoError(t, err)
+			st := fi.Sys().(*syscall.Stat_t)
+			require.Equal(t, [2]uint32{uid, gid}, [2]uint32{st.Uid, st.Gid}, "%s keeps its owner", f)
+		}
+	}
 	require.Equal(t, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, a.Server.ExtKeyUsage)
 	require.Equal(t, src.CAPEM(), a.CAPEM(), "same CA")
 	require.NoError(t, a.Server.CheckSignatureFrom(src.CA), "the nodes' copy of the CA verifies it")
