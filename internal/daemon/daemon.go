@@ -425,7 +425,44 @@ func LoadAuthority(dir string, log zerolog.Logger) (*pki.Authority, error) {
 	sum := sha256.Sum256(a.CA.Raw)
 	log.Info().Str("dir", dir).Str("ca_sha256", hex.EncodeToString(sum[:])).Time("ca_not_after", a.CA.NotAfter).
 		Msg("certificate authority loaded")
+	old := a.Server.SerialNumber.String()
+	// A failed replacement keeps the old certificate, which the nodes still
+	// accept: serving matters more than the upgrade.
+	replaced, err := a.UpgradeServerCert(time.Now())
+	if err != nil {
+		log.Error().Str("dir", dir).Err(err).Msg("cannot replace the server certificate by one marked for TLS server use; serving with the old one")
+	}
+	if replaced {
+		log.Info().Str("dir", dir).Str("old_serial", old).Str("new_serial", a.Server.SerialNumber.String()).
+			Msg("replaced the server certificate by one marked for TLS server use only (Extended Key Usage serverAuth), " +
+				"from the same certificate authority: the nodes keep trusting it, nothing to do on them")
+	}
+	logRefusedClientCerts(dir, log)
 	return a, nil
+}
+
+// logRefusedClientCerts lists the cluster certificates an earlier version
+// signed for names that the server now refuses at TLS time.
+func logRefusedClientCerts(dir string, log zerolog.Logger) {
+	refused, err := pki.RefusedClientCerts(dir)
+	if err != nil {
+		log.Warn().Str("dir", dir).Err(err).Msg("cannot list the cluster certificates")
+		return
+	}
+	for _, r := range refused {
+		switch {
+		case r.PosesAsServer:
+			log.Error().Str("file", r.File).Str("name", r.Name).
+				Msg("cluster certificate for the server's own name, signed by an earlier version: its holder can pose as this qnetd to every paired cluster; " +
+					"if you did not sign it yourself, create a new certificate authority and pair every cluster again (DOCS.md, \"Certificates for reserved names\")")
+		case r.Reserved != "":
+			log.Warn().Str("file", r.File).Str("name", r.Name).
+				Msg("cluster certificate for a name reserved for this qnetd's own certificates: qnetd refuses it at TLS time; delete the file")
+		default:
+			log.Warn().Str("file", r.File).Str("name", r.Name).
+				Msg("cluster certificate for a wildcard name: qnetd refuses it at TLS time (no cluster may use it); delete the file")
+		}
+	}
 }
 
 // SocketIn is the IPC socket's path in a run directory, as upstream names it.

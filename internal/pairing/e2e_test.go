@@ -129,7 +129,7 @@ func TestPvecmQdeviceSetup(t *testing.T) {
 			r = c.ssh(ts, nil, "corosync-qnetd-certutil", "-i")
 			require.Equal(t, 0, r.code, r.String())
 			require.Equal(t, "QNetd CA certificate is exported as /etc/corosync/qnetd/nssdb/qnetd-cacert.crt\n", r.stdout)
-			ts.log.wait(t, "certificate authority initialised by 127.0.0.1")
+			ts.log.wait(t, `"addr":"127.0.0.1","message":"pairing: certificate authority initialised"`)
 			// pvecm ignores the exit code; a second run says it exists.
 			r = c.ssh(ts, nil, "corosync-qnetd-certutil", "-i")
 			require.Equal(t, 1, r.code, r.String())
@@ -163,7 +163,8 @@ func TestPvecmQdeviceSetup(t *testing.T) {
 			r = c.ssh(ts, nil, "corosync-qnetd-certutil", "-s", "-c", "/tmp/qdevice-net-node.crq", "-n", cluster)
 			require.Equal(t, 0, r.code, r.String())
 			require.Contains(t, r.stdout, "Certificate stored in /etc/corosync/qnetd/nssdb/cluster-"+cluster+".crt")
-			ts.log.wait(t, "signed certificate for cluster '"+cluster+"'")
+			ts.log.wait(t, "pairing: signed certificate for a new cluster; this key owns the cluster name now")
+			require.Contains(t, ts.log.String(), `"cluster":"`+cluster+`"`)
 
 			// 6. scp root@[IP]:/etc/corosync/qnetd/nssdb/cluster-CLUSTER.crt /etc/corosync/qdevice/net/nssdb
 			r = c.scp(ts, mode.legacy, remote("/etc/corosync/qnetd/nssdb/cluster-"+cluster+".crt"), nodeA.nssdb())
@@ -192,7 +193,7 @@ func TestPvecmQdeviceSetup(t *testing.T) {
 			// The log told the story.
 			for _, step := range []string{"logged in with the password", "installed by", "logged in with key",
 				"certificate authority initialised", "pairing: CA fetched", "pairing: certificate request uploaded",
-				"signed certificate for cluster", "pairing: cluster certificate fetched"} {
+				"signed certificate for a new cluster", "pairing: cluster certificate fetched"} {
 				assert.Contains(t, ts.log.String(), step)
 			}
 			require.Equal(t, hostBefore, hostQdeviceState(), "the host's /etc/corosync was not touched")

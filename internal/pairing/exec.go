@@ -16,6 +16,7 @@ import (
 
 	"github.com/qnetd-addon/qnetd/internal/certutilcmd"
 	"github.com/qnetd-addon/qnetd/internal/getopt"
+	"github.com/qnetd-addon/qnetd/internal/pki"
 )
 
 // ExitRefused is the exit status of a refused command (a shell's "command
@@ -31,6 +32,19 @@ type session struct {
 	s            *Server
 	ip           string
 	passwordOnly bool // logged in with the password: may only install a key
+	// identity is the SSH key the session logged in with: the pairing
+	// identity that owns the cluster names it has signed (pki.SignFor).
+	identity pki.Identity
+}
+
+// keyIdentity is the pairing identity of an SSH key: its SHA256
+// fingerprint, which names the key whatever its comment.
+func keyIdentity(typ, fingerprint, comment string) pki.Identity {
+	label := typ + " " + fingerprint
+	if c := sanitizeComment(comment); c != "" {
+		label += " (" + c + ")"
+	}
+	return pki.Identity{ID: "ssh-key " + fingerprint, Label: label}
 }
 
 // serve answers one session channel's requests: one exec or sftp
@@ -208,12 +222,13 @@ func (ss *session) installKeys(ch ssh.Channel) int {
 }
 
 // certutil runs corosync-qnetd-certutil in-process on PKIDir: -i, -s -c
-// /tmp/FILE -n CLUSTER, -h. -d and -I, and requests outside /tmp, are
-// refused.
+// /tmp/FILE -n CLUSTER, -h. -d, -I and -F, and requests outside /tmp, are
+// refused. Signing is on behalf of the session's key: a cluster name
+// another key had signed first is refused (pki.SignFor).
 func (ss *session) certutil(ch ssh.Channel, args []string) int {
 	stderr := ch.Stderr()
 	const prog = "corosync-qnetd-certutil"
-	opts, operands, err := getopt.Parse(args, "Ghisc:n:d:I:")
+	opts, operands, err := getopt.Parse(args, "FGhisc:n:d:I:")
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", prog, err)
 		return 1
@@ -226,16 +241,18 @@ func (ss *session) certutil(ch ssh.Channel, args []string) int {
 	margs := []string{}
 	for _, o := range opts {
 		switch o.Name {
-		case 'd', 'I':
-			fmt.Fprintf(stderr, "%s: option -%c is not available over SSH: the pairing endpoint works on %s only\n", prog, o.Name, NSSDBPath)
-			ss.s.log.Warn().Str("addr", ss.ip).Strs("args", args).Msgf("pairing: refused corosync-qnetd-certutil -%c from %s", o.Name, ss.ip)
+		case 'd', 'I', 'F':
+			fmt.Fprintf(stderr, "%s: option -%c is not available over SSH: the pairing endpoint signs and serves the certificates of %s only; "+
+				"the administrator of this qnetd runs it locally\n", prog, o.Name, NSSDBPath)
+			ss.s.log.Warn().Str("addr", ss.ip).Strs("args", args).Str("option", "-"+string(o.Name)).
+				Msg("pairing: refused a corosync-qnetd-certutil option that is for the administrator only")
 			return ExitRefused
 		case 'c':
 			csr = o.Arg
 			n, err := ss.s.resolve(o.Arg)
 			if !path.IsAbs(o.Arg) || err != nil || n.kind != vTmpFile {
 				fmt.Fprintf(stderr, "%s: over SSH only certificate requests uploaded to %s can be signed, not %q\n", prog, TmpPath, clip(o.Arg))
-				ss.s.log.Warn().Str("addr", ss.ip).Str("file", clip(o.Arg)).Msgf("pairing: refused to sign %q for %s: not in %s", clip(o.Arg), ss.ip, TmpPath)
+				ss.s.log.Warn().Str("addr", ss.ip).Str("file", clip(o.Arg)).Msg("pairing: refused to sign a request outside " + TmpPath)
 				return ExitRefused
 			}
 			if fi, err := os.Lstat(n.real); err == nil && !fi.Mode().IsRegular() {
@@ -253,24 +270,40 @@ func (ss *session) certutil(ch ssh.Channel, args []string) int {
 		}
 	}
 	var out, errb bytes.Buffer
+	var outcome certutilcmd.Outcome
+	id := ss.identity
 	ss.s.certMu.Lock()
-	code := certutilcmd.Main(margs, map[string]string{"QNETD_NSS_DB_DIR": ss.s.pkiDir}, &out, &errb, ss.s.now)
+	code := certutilcmd.Run(margs, map[string]string{"QNETD_NSS_DB_DIR": ss.s.pkiDir},
+		certutilcmd.Options{Identity: &id, Outcome: &outcome}, &out, &errb, ss.s.now)
 	ss.s.certMu.Unlock()
 	_, _ = ch.Write(ss.s.rewritePaths(out.Bytes()))
 	_, _ = stderr.Write(ss.s.rewritePaths(errb.Bytes()))
 	msg := strings.TrimSpace(string(ss.s.rewritePaths(errb.Bytes())))
 	log := ss.s.log
+	var owned *pki.OwnedError
 	switch {
 	case op == "i" && code == 0:
-		log.Info().Str("addr", ss.ip).Msgf("pairing: certificate authority initialised by %s", ss.ip)
+		log.Info().Str("addr", ss.ip).Msg("pairing: certificate authority initialised")
 	case op == "i" && strings.Contains(msg, "already exists"):
-		log.Info().Str("addr", ss.ip).Msgf("pairing: %s asked to initialise the certificate authority: it exists already (normal)", ss.ip)
+		log.Info().Str("addr", ss.ip).Msg("pairing: asked to initialise the certificate authority: it exists already (normal)")
 	case op == "s" && code == 0:
-		log.Info().Str("addr", ss.ip).Str("cluster", cluster).Str("request", csr).
-			Msgf("pairing: signed certificate for cluster '%s' (request %s from %s)", cluster, csr, ss.ip)
+		ev := log.Info().Str("addr", ss.ip).Str("cluster", cluster).Str("request", csr).Str("key", id.Label)
+		switch outcome.Result.Claim {
+		case pki.ClaimLegacy:
+			ev.Msg("pairing: signed certificate for a cluster signed before owners were recorded; this key owns the cluster name now")
+		case pki.ClaimNew:
+			ev.Msg("pairing: signed certificate for a new cluster; this key owns the cluster name now")
+		default:
+			ev.Msg("pairing: signed certificate again for a cluster this key owns")
+		}
+	case op == "s" && errors.As(outcome.Err, &owned):
+		log.Warn().Str("addr", ss.ip).Str("cluster", cluster).Str("key", id.Label).Str("owner", owned.Owner.Label).
+			Time("owner_since", owned.Owner.Claimed).
+			Msg("pairing: refused to sign a cluster name that another key owns; if the request is legitimate, forget the cluster " +
+				"(on the status page, or with corosync-qnetd-certutil -F -n CLUSTER) and have the node sign again")
 	case code != 0:
 		log.Warn().Str("addr", ss.ip).Strs("args", args).Int("exit", code).Str("error", msg).
-			Msgf("pairing: corosync-qnetd-certutil %s from %s failed: %s", strings.Join(args, " "), ss.ip, msg)
+			Msg("pairing: corosync-qnetd-certutil failed")
 	}
 	return code
 }

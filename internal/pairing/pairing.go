@@ -513,7 +513,7 @@ func (s *Server) serverConfig(st *connState) *ssh.ServerConfig {
 			}
 			if k, ok := s.keys.lookup(key); ok {
 				return &ssh.Permissions{Extensions: map[string]string{
-					"auth": "publickey", "key": ssh.FingerprintSHA256(key), "comment": k.comment, "source": k.source,
+					"auth": "publickey", "key": ssh.FingerprintSHA256(key), "type": key.Type(), "comment": k.comment, "source": k.source,
 				}}, nil
 			}
 			st.keyRejected = ssh.FingerprintSHA256(key)
@@ -634,6 +634,9 @@ func (s *Server) handleConn(c net.Conn, ip, src string) {
 	s.limiter.success(st.src)
 	perms := sc.Permissions.Extensions
 	sess := &session{s: s, ip: st.ip, passwordOnly: perms["auth"] == "password"}
+	if !sess.passwordOnly {
+		sess.identity = keyIdentity(perms["type"], perms["key"], perms["comment"])
+	}
 	if sess.passwordOnly {
 		s.log.Info().Str("addr", st.ip).Msgf("pairing: %s logged in with the password (may only install a key)", st.ip)
 	} else {

@@ -28,9 +28,13 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
+
+	"github.com/qnetd-addon/qnetd/qnetd/certname"
 )
 
 // File names inside the PKI directory (upstream's, where upstream has one).
@@ -45,8 +49,8 @@ const (
 
 // Subjects and validity, as upstream's certutil script creates them.
 const (
-	CACommonName     = "QNet CA"
-	ServerCommonName = "Qnetd Server"
+	CACommonName     = certname.CA
+	ServerCommonName = certname.Server
 	Validity         = 1200 // months
 	firstSerial      = 100  // serial.txt starts here; the first issued is 101
 )
@@ -142,11 +146,14 @@ func (a *Authority) newServerCert(serial *big.Int, now time.Time) error {
 	if err != nil {
 		return fmt.Errorf("generate server key: %w", err)
 	}
+	// serverAuth only: the nodes' NSS then accepts this certificate as the
+	// server, and a TLS server refuses it as a client certificate.
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
 		Subject:      pkix.Name{CommonName: ServerCommonName},
 		NotBefore:    now.Add(-time.Hour),
 		NotAfter:     now.AddDate(0, Validity, 0),
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.CA, key.Public(), a.CAKey)
 	if err != nil {
@@ -155,6 +162,36 @@ func (a *Authority) newServerCert(serial *big.Int, now time.Time) error {
 	a.Server, _ = x509.ParseCertificate(der)
 	a.ServerKey = key
 	return nil
+}
+
+// ServerCertCurrent reports whether the server certificate is marked for
+// TLS server use (Extended Key Usage serverAuth), as this version issues it.
+func (a *Authority) ServerCertCurrent() bool {
+	return slices.Contains(a.Server.ExtKeyUsage, x509.ExtKeyUsageServerAuth)
+}
+
+// UpgradeServerCert replaces a server certificate without Extended Key
+// Usage serverAuth (issued by an earlier version, or imported from
+// upstream) by one that has it, from the same CA: the nodes trust the CA,
+// not the server certificate, so they accept the new one without any
+// change. It reports whether it replaced the certificate.
+func (a *Authority) UpgradeServerCert(now time.Time) (bool, error) {
+	if a.ServerCertCurrent() {
+		return false, nil
+	}
+	serial, err := a.nextSerial()
+	if err != nil {
+		return false, fmt.Errorf("replace server certificate: %w", err)
+	}
+	old, oldKey := a.Server, a.ServerKey
+	if err := a.newServerCert(big.NewInt(serial), now); err != nil {
+		return false, fmt.Errorf("replace server certificate: %w", err)
+	}
+	if err := a.save(int(serial)); err != nil {
+		a.Server, a.ServerKey = old, oldKey
+		return false, fmt.Errorf("replace server certificate: %w", err)
+	}
+	return true, nil
 }
 
 func pemBlock(typ string, der []byte) []byte {
@@ -383,7 +420,13 @@ func (a *Authority) nextSerial() (int64, error) {
 // directory: fsync, rename, fsync of the directory.
 func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
 	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	// The temporary name is bounded so that a file whose own name is near
+	// the 255-byte limit can still be written.
+	base := filepath.Base(path)
+	if len(base) > 64 {
+		base = base[:64]
+	}
+	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
@@ -392,6 +435,15 @@ func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
 	if err := f.Chmod(mode); err != nil {
 		f.Close()
 		return fmt.Errorf("write %s: %w", path, err)
+	}
+	// A replaced file keeps its owner: root running a tool locally (in the
+	// add-on's container, say) must not take a file away from the daemon's
+	// user. Without the right to change the owner this fails, and the file
+	// is the writer's, as before.
+	if fi, err := os.Stat(path); err == nil {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			_ = f.Chown(int(st.Uid), int(st.Gid))
+		}
 	}
 	if _, err := f.Write(data); err != nil {
 		f.Close()

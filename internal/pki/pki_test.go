@@ -145,7 +145,7 @@ func TestBadRequestsWriteNothing(t *testing.T) {
 		"small RSA key":   {csrFor(t, "pve", rsaKey(t, 1024)), "pve", "unsupported key: RSA 1024 bits"},
 		"1 MiB":           {make([]byte, 1<<20), "pve", "more than 65536"},
 		"a certificate":   {pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: a.CA.Raw}), "pve", `PEM block "CERTIFICATE" is not a certificate request`},
-		"path in name":    {good, "../pve", "cannot name a certificate file"},
+		"path in name":    {good, "../pve", `cluster name "../pve" has '/' at byte 3: a cluster name may only have letters, digits`},
 		"ECDSA is fine ↓": {csrFor(t, "ec", ec), "ec", ""},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -196,6 +196,16 @@ func TestRequestFromNSSCertutil(t *testing.T) {
 	run("-A", "-d", "sql:"+db, "-n", "QNet CA", "-t", "CT,c,c", "-i", filepath.Join(a.Dir, CAFile))
 	run("-A", "-d", "sql:"+db, "-n", "Cluster Cert", "-t", "u,u,u", "-i", path)
 	run("-V", "-d", "sql:"+db, "-n", "Cluster Cert", "-u", "C")
+	// NSS accepts the server certificate as an SSL server (what the nodes
+	// check), and refuses the cluster certificate as one: its Extended Key
+	// Usage is clientAuth only.
+	srv, _ := a.ServerPEM()
+	require.NoError(t, os.WriteFile(filepath.Join(db, "server.pem"), srv, 0o600))
+	run("-A", "-d", "sql:"+db, "-n", "Server", "-t", ",,", "-a", "-i", filepath.Join(db, "server.pem"))
+	run("-V", "-d", "sql:"+db, "-n", "Server", "-u", "V")
+	out, err := exec.Command(certutil, "-V", "-d", "sql:"+db, "-n", "Cluster Cert", "-u", "V").CombinedOutput()
+	require.Error(t, err, "NSS must refuse a cluster certificate as an SSL server: %s", out)
+	require.Contains(t, string(out), "Certificate type not approved for application")
 }
 
 func TestImportKeepsTheCA(t *testing.T) {

@@ -6,14 +6,16 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/asn1"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/qnetd-addon/qnetd/qnetd/certname"
 )
 
 // MaxCSRSize bounds a certificate request file; real ones are ~1 KB.
@@ -59,36 +61,63 @@ func checkKey(pub any) error {
 	return nil
 }
 
-// ValidClusterName checks that a cluster name can name a file.
-func ValidClusterName(name string) error {
-	switch {
-	case name == "":
-		return errors.New("cluster name is empty")
-	case name == "." || name == "..", strings.ContainsAny(name, "/\x00"):
-		return fmt.Errorf("cluster name %q cannot name a certificate file", name)
+// ValidClusterName accepts the cluster names a client certificate may be
+// signed for (see certname.Check): plain names of letters, digits, '.', '_'
+// and '-', never a wildcard or the server's or the CA's name.
+func ValidClusterName(name string) error { return certname.Check(name) }
+
+// checkRequest refuses what must not be signed for cluster: an invalid or
+// reserved name, or a request whose subject is not exactly that name.
+func checkRequest(csr *x509.CertificateRequest, cluster string) error {
+	if err := ValidClusterName(cluster); err != nil {
+		return err
+	}
+	// The certificate keeps the request's subject, and TLS clients differ
+	// in which of several common names they read: exactly one is allowed.
+	var cns []string
+	for _, atv := range csr.Subject.Names {
+		if atv.Type.Equal(oidCommonName) {
+			cns = append(cns, fmt.Sprint(atv.Value))
+		}
+	}
+	if len(cns) > 1 {
+		return fmt.Errorf("certificate request has %d common names (%s), not just %q; make the request with the subject CN=%s",
+			len(cns), strings.Join(cns, ", "), cluster, cluster)
+	}
+	if cn := csr.Subject.CommonName; cn != cluster {
+		return fmt.Errorf("certificate request is for %q (CN), not for cluster %q", cn, cluster)
 	}
 	return nil
 }
 
+var oidCommonName = asn1.ObjectIdentifier{2, 5, 4, 3}
+
 // Sign issues a client certificate for cluster from a request whose
 // subject names that cluster, stores it as cluster-NAME.crt (DER) and
-// returns the path. Nothing is written when anything is wrong.
+// returns the path. Nothing is written when anything is wrong. Sign is
+// the local administrator's signing: it neither checks nor changes who
+// owns the name (SignFor does, for pairing).
 func (a *Authority) Sign(csr *x509.CertificateRequest, cluster string, now time.Time) (string, error) {
-	if err := ValidClusterName(cluster); err != nil {
+	if err := checkRequest(csr, cluster); err != nil {
 		return "", err
 	}
-	if cn := csr.Subject.CommonName; cn != cluster {
-		return "", fmt.Errorf("certificate request is for %q (CN), not for cluster %q", cn, cluster)
-	}
+	return a.issue(csr, cluster, now)
+}
+
+// issue signs a checked request and stores the certificate.
+func (a *Authority) issue(csr *x509.CertificateRequest, cluster string, now time.Time) (string, error) {
 	serial, err := a.nextSerial()
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("sign %s: %w", cluster, err)
 	}
+	// clientAuth only: a TLS client (the nodes' NSS) then refuses this
+	// certificate as a server's, whatever its name.
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(serial),
 		RawSubject:   csr.RawSubject,
 		NotBefore:    now.Add(-time.Hour),
 		NotAfter:     now.AddDate(0, Validity, 0),
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.CA, csr.PublicKey, a.CAKey)
 	if err != nil {
@@ -96,7 +125,7 @@ func (a *Authority) Sign(csr *x509.CertificateRequest, cluster string, now time.
 	}
 	path := filepath.Join(a.Dir, ClientCertFile(cluster))
 	if err := WriteFileAtomic(path, der, 0o644); err != nil {
-		return "", err
+		return "", fmt.Errorf("sign %s: %w", cluster, err)
 	}
 	return path, nil
 }

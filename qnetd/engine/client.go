@@ -3,6 +3,7 @@ package engine
 import (
 	"strings"
 
+	"github.com/qnetd-addon/qnetd/qnetd/certname"
 	"github.com/qnetd-addon/qnetd/qnetd/wire"
 )
 
@@ -69,40 +70,43 @@ func (c *Client) DPDMs() uint32 { return c.dpdMs }
 // certMismatch checks a client certificate against the cluster name the
 // client sent in PREINIT, as NSS's host name check does: when the
 // certificate has a subjectAltName only its DNS names count, otherwise the
-// subject CN, both case-insensitive. It returns "" on success, else the
+// subject CN, both case-insensitive. Unlike upstream, a certificate that
+// carries a wildcard or a reserved name (the server's or the CA's, see
+// qnetd/certname) is refused whatever the cluster: the signer refuses such
+// names now, and one signed earlier must not let its holder join other
+// clusters or pose as the server's name. It returns "" on success, else the
 // reason in words.
 func certMismatch(pc *PeerCert, cluster string) string {
 	if pc == nil {
 		return "client sent no certificate"
 	}
+	names, where := []string{pc.CommonName}, ""
 	if pc.HasSAN {
-		for _, n := range pc.DNSNames {
-			if hostMatch(n, cluster) {
-				return ""
-			}
-		}
-		return "certificate names " + strings.Join(pc.DNSNames, ", ") + " (subjectAltName), not cluster " + quote(cluster)
+		names, where = pc.DNSNames, " (subjectAltName)"
 	}
-	if hostMatch(pc.CommonName, cluster) {
-		return ""
+	for _, n := range names {
+		if certname.Wildcard(n) {
+			return "certificate names the wildcard " + quote(n) + where + ", which qnetd does not accept from clients; " + pairAgain(cluster)
+		}
+		if r, ok := certname.Reserved(n); ok {
+			return "certificate names " + quote(n) + where + ", a name reserved for this qnetd's " + quote(r) + " certificate; " + pairAgain(cluster)
+		}
+	}
+	for _, n := range names {
+		if strings.EqualFold(n, cluster) {
+			return ""
+		}
+	}
+	if pc.HasSAN {
+		return "certificate names " + strings.Join(pc.DNSNames, ", ") + " (subjectAltName), not cluster " + quote(cluster)
 	}
 	return "certificate is for " + quote(pc.CommonName) + ", not for cluster " + quote(cluster)
 }
 
 func quote(s string) string { return "'" + s + "'" }
 
-// hostMatch compares a certificate name with the cluster name, ignoring
-// case; a leading "*." matches exactly one label, as NSS allows.
-func hostMatch(pattern, name string) bool {
-	if strings.EqualFold(pattern, name) {
-		return true
-	}
-	if rest, ok := strings.CutPrefix(pattern, "*."); ok {
-		if i := strings.IndexByte(name, '.'); i > 0 {
-			return strings.EqualFold(rest, name[i+1:])
-		}
-	}
-	return false
+func pairAgain(cluster string) string {
+	return "pair cluster " + quote(cluster) + " again to get a certificate for its own name"
 }
 
 // Cluster is every initialised client with the same (byte-exact) name.
