@@ -9,14 +9,24 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/rs/zerolog"
 )
+
+// MaxEntityClusters is how many clusters have Home Assistant entities at
+// a time. Without TLS any client can make up clusters, and every entity
+// it made would stay in Home Assistant's state machine and in the
+// publisher's memory; a home has a handful of clusters.
+const MaxEntityClusters = 32
 
 // HomeAssistant publishes each cluster's state as entities through the
 // Supervisor's proxy to the Home Assistant API (config.yaml:
 // homeassistant_api: true): binary_sensor.qnetd_<cluster>_vote ("quorate
 // with qdevice vote") and sensor.qnetd_<cluster>_nodes (connected nodes).
+// At most MaxEntityClusters clusters have entities, the oldest first; the
+// others wait for a free place, and the first time there is none it says
+// so in the log.
 type HomeAssistant struct {
 	// BaseURL is the API root, normally http://supervisor/core/api.
 	BaseURL string
@@ -25,26 +35,67 @@ type HomeAssistant struct {
 	Client *http.Client
 	Log    zerolog.Logger
 
-	mu   sync.Mutex
-	sent map[string]string // entity id -> last body sent
+	mu        sync.Mutex
+	sent      map[string]*entities // by entity name (EntityName)
+	overLimit bool                 // clusters were left out and that was logged
 }
 
-// EntityID makes an entity id from a cluster name: lower case, anything
-// but letters and digits becomes "_".
-func EntityID(domain, cluster, suffix string) string {
-	var b strings.Builder
-	for _, r := range strings.ToLower(cluster) {
-		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') {
-			b.WriteRune(r)
-		} else {
-			b.WriteByte('_')
+// entities is what was last sent for one cluster's two entities; a body
+// is empty until it was sent successfully.
+type entities struct {
+	vote, nodes         state
+	voteBody, nodesBody string
+}
+
+// MaxEntityName is the longest <cluster> part of an entity id, which keeps
+// whole entity ids well under what Home Assistant accepts.
+const MaxEntityName = 48
+
+// EntityName is the <cluster> part of a cluster's entity ids: lower case,
+// anything but letters and digits becomes "_", without "_" at either end.
+// A name longer than MaxEntityName is cut and ends in a hash of the whole
+// cluster name.
+func EntityName(cluster string) string {
+	b := make([]byte, 0, MaxEntityName)
+	underscores := 0 // pending: written only when a letter or digit follows
+	long := false
+	for _, r := range cluster {
+		r = unicode.ToLower(r)
+		if (r < 'a' || r > 'z') && (r < '0' || r > '9') {
+			if len(b) > 0 {
+				underscores++
+			}
+			continue
 		}
+		if len(b)+underscores+1 > MaxEntityName {
+			long = true
+			break
+		}
+		for ; underscores > 0; underscores-- {
+			b = append(b, '_')
+		}
+		b = append(b, byte(r))
 	}
-	name := strings.Trim(b.String(), "_")
-	if name == "" {
-		name = "unnamed"
+	switch {
+	case long:
+		keep := MaxEntityName - 1 - hashChars
+		for ; underscores > 0 && len(b) < keep; underscores-- {
+			b = append(b, '_')
+		}
+		return string(b[:min(len(b), keep)]) + "_" + nameHash(cluster)
+	case len(b) == 0:
+		return "unnamed"
 	}
-	return fmt.Sprintf("%s.qnetd_%s_%s", domain, name, suffix)
+	return string(b)
+}
+
+// EntityID makes an entity id from a cluster name (see EntityName).
+func EntityID(domain, cluster, suffix string) string {
+	return entityID(domain, EntityName(cluster), suffix)
+}
+
+func entityID(domain, name, suffix string) string {
+	return domain + ".qnetd_" + name + "_" + suffix
 }
 
 type state struct {
@@ -52,58 +103,107 @@ type state struct {
 	Attributes map[string]any `json:"attributes"`
 }
 
-// Publish sends the entities that changed since the last call. Clusters
-// that disappeared are reported as without vote and without nodes.
+// Publish sends the entities that changed since the last call. A cluster
+// that disappeared is reported once as without vote and without nodes
+// and then forgotten, which frees its place.
 func (h *HomeAssistant) Publish(v View) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.sent == nil {
-		h.sent = map[string]string{}
+		h.sent = map[string]*entities{}
 	}
-	want := map[string]state{}
+	live := make(map[string]ClusterView, len(v.Clusters))
+	var order []string // entity names in the clusters' creation order
 	for _, c := range v.Clusters {
+		name := EntityName(c.Name)
+		if _, dup := live[name]; dup {
+			continue // two clusters, one entity id: the older keeps it
+		}
+		live[name] = c
+		order = append(order, name)
+	}
+	for name, e := range h.sent {
+		if _, ok := live[name]; ok {
+			continue
+		}
+		vote, nodes := e.vote, e.nodes
+		vote.State, nodes.State = "off", "0"
+		vote.Attributes = with(vote.Attributes, "nodes_with_vote", []uint32{})
+		nodes.Attributes = with(nodes.Attributes, "node_ids", []uint32{})
+		if h.send(entityID("binary_sensor", name, "vote"), vote, &e.voteBody) &&
+			h.send(entityID("sensor", name, "nodes"), nodes, &e.nodesBody) {
+			delete(h.sent, name)
+		}
+	}
+	var left []string
+	for _, name := range order {
+		e := h.sent[name]
+		if e == nil {
+			if len(h.sent) >= MaxEntityClusters {
+				left = append(left, name)
+				continue
+			}
+			e = &entities{}
+			h.sent[name] = e
+		}
+		c := live[name]
 		on := "off"
 		if c.HasVote {
 			on = "on"
 		}
-		var nodes, voting []uint32
+		nodes, voting := []uint32{}, []uint32{}
 		for _, n := range c.Nodes {
 			nodes = append(nodes, n.ID)
 			if n.Vote == "ACK" {
 				voting = append(voting, n.ID)
 			}
 		}
-		want[EntityID("binary_sensor", c.Name, "vote")] = state{on, map[string]any{
+		e.vote = state{on, map[string]any{
 			"friendly_name": fmt.Sprintf("QNetd %s quorate with qdevice vote", c.Name),
 			"cluster":       c.Name, "algorithm": c.Algorithm, "nodes_with_vote": voting, "icon": "mdi:vote"}}
-		want[EntityID("sensor", c.Name, "nodes")] = state{fmt.Sprint(len(c.Nodes)), map[string]any{
+		e.nodes = state{fmt.Sprint(len(c.Nodes)), map[string]any{
 			"friendly_name": fmt.Sprintf("QNetd %s connected nodes", c.Name),
 			"cluster":       c.Name, "node_ids": nodes, "unit_of_measurement": "nodes", "icon": "mdi:server-network"}}
+		h.send(entityID("binary_sensor", name, "vote"), e.vote, &e.voteBody)
+		h.send(entityID("sensor", name, "nodes"), e.nodes, &e.nodesBody)
 	}
-	for id, body := range h.sent {
-		if _, ok := want[id]; ok || body == "" {
-			continue
-		}
-		var old state
-		_ = json.Unmarshal([]byte(body), &old)
-		if strings.HasPrefix(id, "binary_sensor.") {
-			old.State = "off"
-		} else {
-			old.State = "0"
-		}
-		want[id] = old
+	switch {
+	case len(left) == 0:
+		h.overLimit = false
+	case !h.overLimit:
+		h.overLimit = true
+		h.Log.Warn().Int("limit", MaxEntityClusters).Int("clusters_left_out", len(left)).Str("first_left_out", left[0]).
+			Msg("too many clusters for Home Assistant entities: the others get entities when a cluster with entities leaves")
 	}
-	for id, st := range want {
-		body, _ := json.Marshal(st)
-		if h.sent[id] == string(body) {
-			continue
-		}
-		if err := h.post(id, body); err != nil {
-			h.Log.Warn().Err(err).Str("entity", id).Msg("cannot update Home Assistant entity")
-			continue
-		}
-		h.sent[id] = string(body)
+}
+
+// with is a copy of attrs with key set to value.
+func with(attrs map[string]any, key string, value any) map[string]any {
+	out := make(map[string]any, len(attrs)+1)
+	for k, v := range attrs {
+		out[k] = v
 	}
+	out[key] = value
+	return out
+}
+
+// send posts st to the entity unless *last already holds the same body,
+// and records the body once it was accepted. It says whether Home
+// Assistant has st now.
+func (h *HomeAssistant) send(id string, st state, last *string) bool {
+	body, err := json.Marshal(st)
+	if err != nil {
+		return false
+	}
+	if *last == string(body) {
+		return true
+	}
+	if err := h.post(id, body); err != nil {
+		h.Log.Warn().Err(err).Str("entity", id).Msg("cannot update Home Assistant entity")
+		return false
+	}
+	*last = string(body)
+	return true
 }
 
 func (h *HomeAssistant) post(id string, body []byte) error {
