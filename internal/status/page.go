@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
@@ -49,6 +48,7 @@ type ServerView struct {
 
 // ClusterView is one cluster.
 type ClusterView struct {
+	// Name is the cluster's name as ShortName shows it.
 	Name       string     `json:"name"`
 	Algorithm  string     `json:"algorithm"`
 	TieBreaker string     `json:"tie_breaker"`
@@ -81,16 +81,21 @@ func ids(refs []wire.NodeInfo) []uint32 {
 // BuildView turns the engine's status into the page's view; addr is the
 // qnetd address to show.
 func BuildView(s *engine.Status, addr string, rec *Recorder, p Pairing, now time.Time) View {
-	v := View{Generated: now, Pairing: p, History: rec.History(), Clusters: []ClusterView{},
+	v := buildView(s, addr, rec, p, now)
+	v.History = rec.History()
+	return v
+}
+
+// buildView is BuildView without the history, which the page takes from
+// the Recorder as JSON.
+func buildView(s *engine.Status, addr string, rec *Recorder, p Pairing, now time.Time) View {
+	v := View{Generated: now, Pairing: p, Clusters: []ClusterView{},
 		Server: ServerView{Address: addr, TLS: s.TLS.String(), ConnectedClients: s.Clients}}
 	if s.TLS != wire.TLSUnsupported && s.ClientCertRequired {
 		v.Server.TLS += " (client certificate required)"
 	}
-	if v.History == nil {
-		v.History = []Event{}
-	}
 	for _, c := range s.Clusters {
-		cv := ClusterView{Name: c.Name, Algorithm: c.Algorithm.String(), TieBreaker: c.TieBreaker.String(), KAP: c.KAP}
+		cv := ClusterView{Name: ShortName(c.Name), Algorithm: c.Algorithm.String(), TieBreaker: c.TieBreaker.String(), KAP: c.KAP}
 		for _, n := range c.Nodes {
 			nv := NodeView{ID: n.NodeID, Address: n.Addr, Ring: n.Ring.String(), Membership: ids(n.MembershipNodes),
 				Config: ids(n.ConfigNodes), Heuristics: n.Heuristics.String(), Vote: voteWord(n)}
@@ -139,8 +144,6 @@ type Config struct {
 	Recorder *Recorder
 	Pairing  func() Pairing
 	Now      func() time.Time
-	// Publish, optional, receives every new view (Home Assistant entities).
-	Publish func(View)
 }
 
 // Page serves the status page and keeps its view current.
@@ -148,8 +151,8 @@ type Page struct {
 	cfg  Config
 	mu   sync.Mutex
 	cur  []byte // JSON of the current view
-	cmp  []byte // the same without the time it was generated
-	view View
+	cmp  []byte // the view's JSON without the time it was generated and the history
+	hver uint64 // the history's version in cur
 	subs map[chan []byte]struct{}
 }
 
@@ -164,24 +167,45 @@ func New(cfg Config) *Page {
 	return &Page{cfg: cfg, subs: map[chan []byte]struct{}{}}
 }
 
+// pageState is what the page shows besides the time and the history.
+type pageState struct {
+	Server   ServerView    `json:"server"`
+	Clusters []ClusterView `json:"clusters"`
+	Pairing  Pairing       `json:"pairing"`
+}
+
 // Refresh reads the engine's status and pushes it to every listener if it
-// changed. It returns the current view.
-func (p *Page) Refresh(ctx context.Context) (View, error) {
+// changed.
+func (p *Page) Refresh(ctx context.Context) error {
 	st, err := p.cfg.Status(ctx)
 	if err != nil {
-		return View{}, err
+		return err
 	}
-	v := BuildView(st, p.cfg.Address, p.cfg.Recorder, p.cfg.Pairing(), p.cfg.Now())
+	// The history comes ready as JSON with a version: it is compared by
+	// version and copied into the page, never marshalled again here.
+	hist, hver := p.cfg.Recorder.HistoryJSON()
+	v := buildView(st, p.cfg.Address, p.cfg.Recorder, p.cfg.Pairing(), p.cfg.Now())
 	// Compare without the timestamp, so an unchanged state is not pushed.
-	gen := v.Generated
-	v.Generated = time.Time{}
-	cmp, _ := json.Marshal(v)
-	v.Generated = gen
-	data, _ := json.Marshal(v)
+	cmp, err := json.Marshal(pageState{Server: v.Server, Clusters: v.Clusters, Pairing: v.Pairing})
+	if err != nil {
+		return fmt.Errorf("status page: %w", err)
+	}
+	gen, err := json.Marshal(v.Generated)
+	if err != nil {
+		return fmt.Errorf("status page time: %w", err)
+	}
 	p.mu.Lock()
-	changed := !bytes.Equal(p.cmp, cmp)
+	changed := p.cur == nil || hver != p.hver || !bytes.Equal(p.cmp, cmp)
 	if changed {
-		p.cur, p.cmp, p.view = data, cmp, v
+		data := make([]byte, 0, len(cmp)+len(hist)+len(gen)+32)
+		data = append(data, `{"generated":`...)
+		data = append(data, gen...)
+		data = append(data, ',')
+		data = append(data, cmp[1:len(cmp)-1]...) // pageState's fields
+		data = append(data, `,"history":`...)
+		data = append(data, hist...)
+		data = append(data, '}')
+		p.cur, p.cmp, p.hver = data, cmp, hver
 		for ch := range p.subs {
 			// Each listener holds at most one pending view: a slow browser
 			// skips intermediate states but always gets the latest.
@@ -193,10 +217,7 @@ func (p *Page) Refresh(ctx context.Context) (View, error) {
 		}
 	}
 	p.mu.Unlock()
-	if changed && p.cfg.Publish != nil {
-		p.cfg.Publish(v)
-	}
-	return v, nil
+	return nil
 }
 
 // Run refreshes on every engine event and every interval (connections
@@ -208,7 +229,7 @@ func (p *Page) Run(ctx context.Context, interval time.Duration) {
 	defer t.Stop()
 	for {
 		rctx, c := context.WithTimeout(ctx, 5*time.Second)
-		_, _ = p.Refresh(rctx)
+		_ = p.Refresh(rctx)
 		c()
 		select {
 		case <-ctx.Done():
@@ -235,7 +256,7 @@ func (p *Page) current(ctx context.Context) []byte {
 	cur := p.cur
 	p.mu.Unlock()
 	if cur == nil {
-		if _, err := p.Refresh(ctx); err == nil {
+		if err := p.Refresh(ctx); err == nil {
 			p.mu.Lock()
 			cur = p.cur
 			p.mu.Unlock()
@@ -276,7 +297,8 @@ func (p *Page) serveEvents(w http.ResponseWriter, r *http.Request) {
 		p.mu.Unlock()
 	}()
 	send := func(data []byte) bool {
-		_, err := fmt.Fprintf(w, "event: status\ndata: %s\n\n", strings.ReplaceAll(string(data), "\n", ""))
+		// One data line: JSON from encoding/json has no raw line breaks.
+		_, err := fmt.Fprintf(w, "event: status\ndata: %s\n\n", data)
 		fl.Flush()
 		return err == nil
 	}

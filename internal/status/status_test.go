@@ -10,11 +10,9 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
 	"github.com/qnetd-addon/qnetd/qnetd/server/servertest"
@@ -25,39 +23,6 @@ import (
 	"github.com/qnetd-addon/qnetd/qnetd/wire"
 )
 
-// supervisor is a stand-in for the Supervisor's proxy to the Home
-// Assistant API: it records every request.
-type supervisor struct {
-	mu   sync.Mutex
-	reqs []string
-	last map[string]state
-}
-
-func (s *supervisor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	body, _ := io.ReadAll(r.Body)
-	var st state
-	_ = json.Unmarshal(body, &st)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.last == nil {
-		s.last = map[string]state{}
-	}
-	s.last[strings.TrimPrefix(r.URL.Path, "/core/api/states/")] = st
-	s.reqs = append(s.reqs, r.Method+" "+r.URL.Path+" "+st.State+" "+r.Header.Get("Authorization")+" "+r.Header.Get("Content-Type"))
-	w.WriteHeader(http.StatusOK)
-}
-
-func (s *supervisor) get(id string) (state, int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, r := range s.reqs {
-		if strings.Contains(r, "/states/"+id+" ") {
-			n++
-		}
-	}
-	return s.last[id], n
-}
 
 // sse reads server-sent events into a channel.
 func sse(t *testing.T, url string) <-chan View {
@@ -130,18 +95,13 @@ func startServer(t *testing.T, rec *Recorder) (*server.Server, net.Listener) {
 
 // TestSplitAndHealEverywhere drives a 2-node cluster through a split and a
 // heal with the protocol client and checks, at each step, the
-// corosync-qnetd-tool output, the page's JSON and event stream, and the
-// Home Assistant entity updates.
+// corosync-qnetd-tool output and the page's JSON and event stream.
 func TestSplitAndHealEverywhere(t *testing.T) {
 	rec := NewRecorder(time.Now, time.Hour)
 	srv, ln := startServer(t, rec)
 
-	sup := &supervisor{}
-	supHTTP := httptest.NewServer(sup)
-	t.Cleanup(supHTTP.Close)
-	ha := &HomeAssistant{BaseURL: supHTTP.URL + "/core/api", Token: "tok", Log: zerolog.Nop()}
 	info := adminipc.ServerInfo{Host: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port, ListenAddr: ln.Addr()}
-	page := New(Config{Status: srv.Status, Address: ln.Addr().String(), Recorder: rec, Publish: ha.Publish,
+	page := New(Config{Status: srv.Status, Address: ln.Addr().String(), Recorder: rec,
 		Pairing: func() Pairing {
 			return Pairing{Enabled: true, Host: "192.0.2.10", Port: 22, Command: "pvecm qdevice setup 192.0.2.10", Fingerprints: []string{"SHA256:abc"}}
 		}})
@@ -180,10 +140,6 @@ func TestSplitAndHealEverywhere(t *testing.T) {
 	require.Equal(t, "Fifty-Fifty split", v.Clusters[0].Algorithm)
 	require.Equal(t, "pvecm qdevice setup 192.0.2.10", v.Pairing.Command)
 	require.Contains(t, ipcList(), "Cluster \"pve\":\n    Algorithm:\t\tFifty-Fifty split (KAP Tie-breaker)\n")
-	require.Eventually(t, func() bool { st, _ := sup.get("binary_sensor.qnetd_pve_vote"); return st.State == "on" }, 5*time.Second, 10*time.Millisecond)
-	require.Eventually(t, func() bool { st, _ := sup.get("sensor.qnetd_pve_nodes"); return st.State == "2" }, 5*time.Second, 10*time.Millisecond)
-	st, _ := sup.get("sensor.qnetd_pve_nodes")
-	require.Equal(t, "QNetd pve connected nodes", st.Attributes["friendly_name"])
 
 	// The link between the nodes breaks: node 1 (lowest id) keeps the vote.
 	_, err := conns[1].Call(conns[1].Node.Membership(wire.RingID{NodeID: 1, Seq: 8}, []wire.NodeInfo{{NodeID: 1}}, wire.HeuristicsUndefined))
@@ -199,10 +155,6 @@ func TestSplitAndHealEverywhere(t *testing.T) {
 	require.Contains(t, texts, "node 2 loses the vote (not in the quorate partition)")
 	require.Contains(t, ipcList(), "    Node ID 2:\n        Client address:\t\t")
 	require.Contains(t, ipcList(), "        Membership node list:\t2\n        Vote:\t\t\tNo change (NACK)\n")
-	require.Eventually(t, func() bool { st, _ := sup.get("binary_sensor.qnetd_pve_vote"); return st.State == "on" }, 5*time.Second, 10*time.Millisecond,
-		"the cluster still has a partition with the vote")
-	_, n := sup.get("sensor.qnetd_pve_nodes")
-	require.Equal(t, 1, n, "an unchanged entity is not sent again")
 
 	// Heal: both nodes have the vote again.
 	for _, id := range []uint32{1, 2} {
@@ -212,22 +164,11 @@ func TestSplitAndHealEverywhere(t *testing.T) {
 	awaitSSE(t, events, "pve: 1=ACK 2=ACK")
 	require.Contains(t, ipcList(), "Vote:\t\t\tNo change (ACK)")
 
-	// Everybody leaves: the entities say so.
+	// Everybody leaves.
 	for _, c := range conns {
 		c.Close()
 	}
 	awaitSSE(t, events, "")
-	require.Eventually(t, func() bool {
-		a, _ := sup.get("binary_sensor.qnetd_pve_vote")
-		b, _ := sup.get("sensor.qnetd_pve_nodes")
-		return a.State == "off" && b.State == "0"
-	}, 5*time.Second, 10*time.Millisecond)
-	sup.mu.Lock()
-	defer sup.mu.Unlock()
-	for _, r := range sup.reqs {
-		require.True(t, strings.HasPrefix(r, "POST /core/api/states/"), r)
-		require.True(t, strings.HasSuffix(r, " Bearer tok application/json"), r)
-	}
 
 	// The page itself and its JSON.
 	resp, err := http.Get(web.URL + "/")

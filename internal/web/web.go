@@ -7,6 +7,7 @@ package web
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"sync/atomic"
@@ -17,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
+	"github.com/qnetd-addon/qnetd/internal/status"
 	"github.com/qnetd-addon/qnetd/internal/version"
 	"github.com/qnetd-addon/qnetd/qnetd/engine"
 	"github.com/qnetd-addon/qnetd/qnetd/server"
@@ -152,6 +154,11 @@ func dialable(addr string) string {
 	return net.JoinHostPort(host, port)
 }
 
+// MaxLabelledClusters is how many clusters get series of their own, the
+// oldest first. Without TLS any client can make up clusters; a series per
+// made-up name would grow every scraper's database without bound.
+const MaxLabelledClusters = 32
+
 // Metrics is the Prometheus collector: engine state is read on scrape;
 // server events are counted as they happen.
 type Metrics struct {
@@ -162,6 +169,7 @@ type Metrics struct {
 	buildInfo     *prometheus.Desc
 	clients       *prometheus.Desc
 	clusters      *prometheus.Desc
+	unlabelled    *prometheus.Desc
 	nodes         *prometheus.Desc
 	votes         *prometheus.Desc
 	decisions     *prometheus.Desc
@@ -181,8 +189,10 @@ func newMetrics(status func(context.Context) (*engine.Status, error)) *Metrics {
 			Help: "Messages refused before reaching the engine, by reason."}, []string{"reason"}),
 		buildInfo: prometheus.NewDesc("qnetd_build_info", "Versions: add-on and the corosync-qnetd release the core matches.",
 			[]string{"addon_version", "core_version"}, nil),
-		clients:      prometheus.NewDesc("qnetd_connected_clients", "Open client connections, initialised or not.", nil, nil),
-		clusters:     prometheus.NewDesc("qnetd_clusters", "Clusters with at least one initialised node.", nil, nil),
+		clients:  prometheus.NewDesc("qnetd_connected_clients", "Open client connections, initialised or not.", nil, nil),
+		clusters: prometheus.NewDesc("qnetd_clusters", "Clusters with at least one initialised node.", nil, nil),
+		unlabelled: prometheus.NewDesc("qnetd_clusters_unlabelled",
+			fmt.Sprintf("Clusters without series of their own: beyond the first %d, or shown under a name another cluster already has.", MaxLabelledClusters), nil, nil),
 		nodes:        prometheus.NewDesc("qnetd_cluster_nodes", "Connected nodes per cluster.", []string{"cluster", "algorithm"}, nil),
 		votes:        prometheus.NewDesc("qnetd_cluster_votes", "Nodes per cluster by the last ACK/NACK vote sent to them.", []string{"cluster", "vote"}, nil),
 		decisions:    prometheus.NewDesc("qnetd_decisions_total", "Votes sent to nodes as VOTE_INFO.", nil, nil),
@@ -211,7 +221,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.tlsHandshakes.Describe(ch)
 	m.dpdTimeouts.Describe(ch)
 	m.badMessages.Describe(ch)
-	for _, d := range []*prometheus.Desc{m.buildInfo, m.clients, m.clusters, m.nodes, m.votes, m.decisions, m.nackTimeouts, m.certRefused, m.serverErrors} {
+	for _, d := range []*prometheus.Desc{m.buildInfo, m.clients, m.clusters, m.unlabelled, m.nodes, m.votes, m.decisions, m.nackTimeouts, m.certRefused, m.serverErrors} {
 		ch <- d
 	}
 }
@@ -229,7 +239,19 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(m.clients, prometheus.GaugeValue, float64(st.Clients))
 	ch <- prometheus.MustNewConstMetric(m.clusters, prometheus.GaugeValue, float64(len(st.Clusters)))
+	// Label values are names as the status page shows them: a raw name
+	// may be 65 kB long or not UTF-8, which the exposition format refuses.
+	// Two names can look alike once shortened; a repeated label set would
+	// fail the whole scrape, so the second one is left out.
+	labelled := make(map[string]bool, min(len(st.Clusters), MaxLabelledClusters))
+	unlabelled := 0
 	for _, cl := range st.Clusters {
+		name := status.ShortName(cl.Name)
+		if len(labelled) >= MaxLabelledClusters || labelled[name] {
+			unlabelled++
+			continue
+		}
+		labelled[name] = true
 		ack, nack := 0, 0
 		for _, n := range cl.Nodes {
 			switch n.LastSentAckNack {
@@ -239,10 +261,11 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 				nack++
 			}
 		}
-		ch <- prometheus.MustNewConstMetric(m.nodes, prometheus.GaugeValue, float64(len(cl.Nodes)), cl.Name, cl.Algorithm.String())
-		ch <- prometheus.MustNewConstMetric(m.votes, prometheus.GaugeValue, float64(ack), cl.Name, "ACK")
-		ch <- prometheus.MustNewConstMetric(m.votes, prometheus.GaugeValue, float64(nack), cl.Name, "NACK")
+		ch <- prometheus.MustNewConstMetric(m.nodes, prometheus.GaugeValue, float64(len(cl.Nodes)), name, cl.Algorithm.String())
+		ch <- prometheus.MustNewConstMetric(m.votes, prometheus.GaugeValue, float64(ack), name, "ACK")
+		ch <- prometheus.MustNewConstMetric(m.votes, prometheus.GaugeValue, float64(nack), name, "NACK")
 	}
+	ch <- prometheus.MustNewConstMetric(m.unlabelled, prometheus.GaugeValue, float64(unlabelled))
 	stats := st.Stats
 	ch <- prometheus.MustNewConstMetric(m.decisions, prometheus.CounterValue, float64(stats.Decisions))
 	ch <- prometheus.MustNewConstMetric(m.nackTimeouts, prometheus.CounterValue, float64(stats.NackTimeouts))

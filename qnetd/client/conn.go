@@ -35,7 +35,13 @@ func DialWith(d *net.Dialer, addr string, n *Node) (*Conn, error) {
 		}
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
-	return &Conn{Node: n, nc: nc, br: bufio.NewReader(nc)}, nil
+	return NewConn(nc, n), nil
+}
+
+// NewConn speaks for n on a connection the caller made, for example one
+// bound to a chosen source address.
+func NewConn(nc net.Conn, n *Node) *Conn {
+	return &Conn{Node: n, nc: nc, br: bufio.NewReader(nc)}
 }
 
 // NetConn is the underlying connection.

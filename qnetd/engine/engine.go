@@ -136,6 +136,12 @@ type Observer interface {
 	// Decided reports the partition an ffsplit cluster gave the vote to,
 	// and why.
 	Decided(cluster string, d Decision)
+	// NodeLeft reports that a node left its cluster (its connection
+	// closed or was dropped), after the votes its departure caused. What
+	// an observer keeps per node must go with it: cluster names come from
+	// clients, and an observer that never forgot them would grow with
+	// every name ever seen.
+	NodeLeft(cluster string, nodeID uint32)
 }
 
 // New creates an engine.
@@ -266,6 +272,9 @@ func (e *Engine) remove(c *Client, goingDown bool) {
 	delete(e.clients, c.ID)
 	if cl := c.cluster; cl != nil {
 		cl.remove(c)
+		if e.observer != nil {
+			e.observer.NodeLeft(cl.Name, c.NodeID)
+		}
 		if len(cl.Clients) == 0 {
 			delete(e.clusters, cl.Name)
 			for i, x := range e.order {
