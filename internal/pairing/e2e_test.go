@@ -111,7 +111,7 @@ func TestPvecmQdeviceSetup(t *testing.T) {
 			require.Contains(t, string(asked), ts.s.HostKeyFingerprints()[0], "first-contact prompt")
 			require.Contains(t, string(asked), "password", "password prompt")
 			ts.log.wait(t, "logged in with the password")
-			ts.log.wait(t, "installed by 127.0.0.1 (ssh-copy-id)")
+			ts.log.wait(t, "SSH key installed (ssh-copy-id)")
 			stored, err := os.ReadFile(filepath.Join(ts.dataDir, "ssh", "authorized_keys"))
 			require.NoError(t, err)
 			require.Contains(t, string(stored), strings.Fields(c.pub())[1])
@@ -191,7 +191,7 @@ func TestPvecmQdeviceSetup(t *testing.T) {
 			require.NoError(t, leaf.CheckSignatureFrom(a.CA))
 
 			// The log told the story.
-			for _, step := range []string{"logged in with the password", "installed by", "logged in with key",
+			for _, step := range []string{"logged in with the password", "SSH key installed", "logged in with key",
 				"certificate authority initialised", "pairing: CA fetched", "pairing: certificate request uploaded",
 				"signed certificate for a new cluster", "pairing: cluster certificate fetched"} {
 				assert.Contains(t, ts.log.String(), step)
@@ -222,7 +222,7 @@ func TestSSHConfigStanza(t *testing.T) {
 	c.trust(ts)
 	stanza := SSHConfigStanza("127.0.0.1", ts.port)
 	require.Equal(t, fmt.Sprintf("Host 127.0.0.1\n    Port %d\n    User root\n", ts.port), stanza)
-	ts.log.wait(t, "add this to /root/.ssh/config")
+	ts.log.wait(t, "to /root/.ssh/config on the Proxmox node first")
 	require.Contains(t, ts.log.String(), strings.ReplaceAll(strings.TrimSpace(stanza), "\n", `\n`))
 	require.Contains(t, ts.log.String(), ts.s.HostKeyFingerprints()[0])
 

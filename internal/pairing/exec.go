@@ -84,7 +84,7 @@ func (ss *session) serve(ch ssh.Channel, reqs <-chan *ssh.Request) {
 			}
 			if p.Name != "sftp" || ss.passwordOnly {
 				log.Warn().Str("addr", ss.ip).Str("subsystem", p.Name).Bool("password_login", ss.passwordOnly).
-					Msgf("pairing: refused subsystem %q from %s", p.Name, ss.ip)
+					Msg("pairing: refused subsystem")
 				break
 			}
 			ok = true
@@ -97,18 +97,18 @@ func (ss *session) serve(ch ssh.Channel, reqs <-chan *ssh.Request) {
 			}
 			ok = true
 			_ = r.Reply(true, nil)
-			log.Warn().Str("addr", ss.ip).Msgf("pairing: refused shell from %s", ss.ip)
+			log.Warn().Str("addr", ss.ip).Msg("pairing: refused shell")
 			start(func() int {
 				fmt.Fprintf(ch.Stderr(), "qnetd pairing: no shell: %s.\r\n", allowedHelp)
 				return ExitRefused
 			})
 			continue
 		case "pty-req":
-			log.Warn().Str("addr", ss.ip).Msgf("pairing: refused pty from %s", ss.ip)
+			log.Warn().Str("addr", ss.ip).Msg("pairing: refused pty")
 		case "x11-req":
-			log.Warn().Str("addr", ss.ip).Msgf("pairing: refused X11 forwarding from %s", ss.ip)
+			log.Warn().Str("addr", ss.ip).Msg("pairing: refused X11 forwarding")
 		case "auth-agent-req@openssh.com":
-			log.Warn().Str("addr", ss.ip).Msgf("pairing: refused agent forwarding from %s", ss.ip)
+			log.Warn().Str("addr", ss.ip).Msg("pairing: refused agent forwarding")
 		case "env":
 			var p struct{ Name, Value string }
 			_ = ssh.Unmarshal(r.Payload, &p)
@@ -144,7 +144,7 @@ func (ss *session) exec(ch ssh.Channel, cmd string) int {
 	if ss.passwordOnly && name != "exit" {
 		fmt.Fprintf(stderr, "qnetd pairing: a password login can only install an SSH key (ssh-copy-id); log in with that key to run %s\n", clip(words[0]))
 		ss.s.log.Warn().Str("addr", ss.ip).Str("command", clip(cmd)).
-			Msgf("pairing: refused %q from %s: password logins can only install a key", clip(cmd), ss.ip)
+			Msg("pairing: refused command: password logins can only install a key")
 		return ExitRefused
 	}
 	switch name {
@@ -165,7 +165,7 @@ func (ss *session) exec(ch ssh.Channel, cmd string) int {
 
 func (ss *session) refuse(stderr io.Writer, cmd string) int {
 	fmt.Fprintf(stderr, "qnetd pairing: command not allowed: %q\n%s.\n", clip(cmd), allowedHelp)
-	ss.s.log.Warn().Str("addr", ss.ip).Str("command", clip(cmd)).Msgf("pairing: refused command %q from %s", clip(cmd), ss.ip)
+	ss.s.log.Warn().Str("addr", ss.ip).Str("command", clip(cmd)).Msg("pairing: refused command")
 	return ExitRefused
 }
 
@@ -201,22 +201,22 @@ func (ss *session) installKeys(ch ssh.Channel) int {
 	}
 	if len(data) > maxKeyInput {
 		fmt.Fprintf(stderr, "qnetd pairing: more than %d bytes of keys: refused\n", maxKeyInput)
-		ss.s.log.Warn().Str("addr", ss.ip).Msgf("pairing: key installation by %s refused: more than %d bytes", ss.ip, maxKeyInput)
+		ss.s.log.Warn().Str("addr", ss.ip).Int("max_bytes", maxKeyInput).Msg("pairing: key installation refused: too large")
 		return 1
 	}
 	added, present, err := ss.s.keys.install(data)
 	if err != nil {
 		fmt.Fprintf(stderr, "qnetd pairing: keys not installed: %v\n", err)
-		ss.s.log.Warn().Str("addr", ss.ip).Err(err).Msgf("pairing: key installation by %s refused: %v", ss.ip, err)
+		ss.s.log.Warn().Str("addr", ss.ip).Err(err).Msg("pairing: key installation refused")
 		return 1
 	}
 	for _, a := range added {
-		ss.s.log.Info().Str("addr", ss.ip).Str("key", ssh.FingerprintSHA256(a.key)).Str("comment", a.comment).
-			Msgf("pairing: SSH key %s %s (%s) installed by %s (ssh-copy-id)", a.key.Type(), ssh.FingerprintSHA256(a.key), nonEmpty(sanitizeComment(a.comment), "no comment"), ss.ip)
+		ss.s.log.Info().Str("addr", ss.ip).Str("key", ssh.FingerprintSHA256(a.key)).Str("type", a.key.Type()).Str("comment", sanitizeComment(a.comment)).
+			Msg("pairing: SSH key installed (ssh-copy-id)")
 	}
 	for _, a := range present {
 		ss.s.log.Info().Str("addr", ss.ip).Str("key", ssh.FingerprintSHA256(a.key)).
-			Msgf("pairing: SSH key %s sent by %s is installed already", ssh.FingerprintSHA256(a.key), ss.ip)
+			Msg("pairing: SSH key is installed already")
 	}
 	return 0
 }
@@ -322,7 +322,7 @@ func (ss *session) tool(ch ssh.Channel, args []string) int {
 	for _, o := range opts {
 		if o.Name == 'H' || o.Name == 'p' {
 			fmt.Fprintf(stderr, "corosync-qnetd-tool: option -%c is not available over SSH (read-only: -s, -l, -v, -c)\n", o.Name)
-			ss.s.log.Warn().Str("addr", ss.ip).Strs("args", args).Msgf("pairing: refused corosync-qnetd-tool -%c from %s", o.Name, ss.ip)
+			ss.s.log.Warn().Str("addr", ss.ip).Strs("args", args).Str("option", "-"+string(o.Name)).Msg("pairing: refused a corosync-qnetd-tool option")
 			return ExitRefused
 		}
 	}
@@ -330,7 +330,7 @@ func (ss *session) tool(ch ssh.Channel, args []string) int {
 		fmt.Fprintln(stderr, "corosync-qnetd-tool: not available on this pairing endpoint")
 		return ExitRefused
 	}
-	ss.s.log.Info().Str("addr", ss.ip).Strs("args", args).Msgf("pairing: corosync-qnetd-tool %s by %s", strings.Join(args, " "), ss.ip)
+	ss.s.log.Info().Str("addr", ss.ip).Strs("args", args).Msg("pairing: corosync-qnetd-tool")
 	return ss.s.cfg.Tool(args, ch, stderr)
 }
 

@@ -507,7 +507,8 @@ func TestStalledHandshakes(t *testing.T) {
 	for a := 1; a <= 5; a++ {
 		require.Equal(t, maxPreAuthPerSource, held[fmt.Sprintf("127.4.0.%d", a)])
 	}
-	f.ts.log.wait(t, "connection from 127.4.0.5 refused")
+	f.ts.log.wait(t, `"addr":"127.4.0.5"`)
+	f.ts.log.wait(t, "pairing: connection refused")
 	require.Equal(t, 5, strings.Count(warnings(f.ts.log.String()), "have not logged in yet"), "one warning per source")
 
 	cl, _, err := f.ts.loginGo("127.4.0.6", ssh.PublicKeys(signerFromFile(t, f.c.key)))
@@ -546,7 +547,8 @@ func TestPreAuthDeadline(t *testing.T) {
 	took := time.Since(t0)
 	require.Greater(t, took, deadline/2)
 	require.Less(t, took, deadline+15*time.Second)
-	f.ts.log.wait(t, "connection from 127.5.0.1 closed: no login within 3s")
+	f.ts.log.wait(t, `"addr":"127.5.0.1","timeout":3000,`)
+	f.ts.log.wait(t, "connection closed: no login within the timeout")
 	f.ts.s.limiter.mu.Lock()
 	require.Equal(t, 1, f.ts.s.limiter.m["127.5.0.1"].failures, "counts against the address")
 	f.ts.s.limiter.mu.Unlock()
@@ -576,7 +578,7 @@ func TestPreAuthDeadline(t *testing.T) {
 		}
 		done <- res{banners, err}
 	}()
-	f.ts.log.wait(t, "connection from 127.5.0.2 closed: no login within 3s")
+	f.ts.log.wait(t, `"addr":"127.5.0.2","timeout":3000,`)
 	close(release)
 	r := <-done
 	require.Error(t, r.err, "the right password came too late")

@@ -343,14 +343,13 @@ func (s *Server) logStart(addr net.Addr) {
 		port = ta.Port
 	}
 	ev := s.log.Info().Str("addr", addr.String()).Strs("host_keys", s.HostKeyFingerprints())
-	ev.Msgf("pairing: SSH endpoint for `pvecm qdevice setup` listening on %s; check these host key fingerprints at the first-contact prompt: %s",
-		addr, strings.Join(s.HostKeyFingerprints(), "; "))
+	ev.Msg("pairing: SSH endpoint for `pvecm qdevice setup` listening; check its host_keys at the first-contact prompt")
 	if s.cfg.Password != "" {
 		s.log.Info().Msg("pairing: password login is on (only to install a key with ssh-copy-id); switch it off once paired")
 	}
 	if port != 0 && port != 22 {
-		s.log.Info().Int("port", port).Msgf("pairing: the SSH port is %d, not 22: pvecm has no port option, so add this to /root/.ssh/config on the Proxmox node first:\n%s",
-			port, SSHConfigStanza(s.cfg.PublicHost, port))
+		s.log.Info().Int("port", port).Str("ssh_config", SSHConfigStanza(s.cfg.PublicHost, port)).
+			Msg("pairing: the SSH port is not 22 and pvecm has no port option: add the ssh_config stanza (the status page shows it) to /root/.ssh/config on the Proxmox node first")
 	}
 }
 
@@ -395,7 +394,7 @@ func (s *Server) track(c net.Conn, ip, src string) (bool, string) {
 		if src != ip {
 			ev = ev.Str("source", src)
 		}
-		ev.Msgf("pairing: connection from %s refused: %s", ip, why)
+		ev.Str("reason", why).Msg("pairing: connection refused")
 		if sc.total > 0 {
 			s.sources[src] = sc // keep the flag; a source without connections is not kept
 		}
@@ -548,7 +547,7 @@ func (s *Server) checkPassword(st *connState, user string, pw []byte) (*ssh.Perm
 		wait := until.Sub(now).Round(time.Second)
 		if first {
 			s.logEvent(s.log.Warn(), st).Time("until", until).
-				Msgf("pairing: password logins from %s refused for %s after too many failed logins (keys still work)", st.ip, wait)
+				Dur("wait", wait).Msg("pairing: password logins from this address refused after too many failed logins (keys still work)")
 		}
 		return nil, &ssh.BannerError{Err: errors.New("too many failed logins"), Message: fmt.Sprintf(
 			"qnetd pairing: too many failed logins from your address: the password is not checked for another %s. Logins with a key still work.\n", wait)}
@@ -562,8 +561,8 @@ func (s *Server) checkPassword(st *connState, user string, pw []byte) (*ssh.Perm
 		} else {
 			ev = s.logEvent(s.log.Debug(), st)
 		}
-		ev.Int("ahead", turn.ahead).Msgf("pairing: password from %s refused unchecked: the limit of failed passwords from all addresses together is reached "+
-			"(%d, then one every %s); each source gets a turn as the limit allows; keys still work", st.ip, passwordBurst, passwordRefill)
+		ev.Int("ahead", turn.ahead).Msg("pairing: password refused unchecked: the limit of failed passwords from all addresses together is reached; " +
+			"each source gets a turn as the limit allows; keys still work")
 		msg := fmt.Sprintf("qnetd pairing: the password is not checked: too many failed passwords from all addresses together "+
 			"(someone may be guessing). Your address is in line behind at most %d others; keep trying at least every %s to keep "+
 			"your place; its turn comes in about %s. Logins with a key are not limited.\n", turn.ahead, waitForget, turn.wait.Round(time.Second))
@@ -575,7 +574,7 @@ func (s *Server) checkPassword(st *connState, user string, pw []byte) (*ssh.Perm
 	}
 	if turn.refused > 0 {
 		s.log.Info().Int("refused", turn.refused).Time("since", turn.refusedSince).
-			Msgf("pairing: checking passwords again; %d were refused unchecked since %s", turn.refused, turn.refusedSince.Format(time.TimeOnly))
+			Msg("pairing: checking passwords again")
 	}
 	if subtle.ConstantTimeCompare(pw, []byte(s.cfg.Password)) == 1 {
 		s.limiter.passwordRight()
@@ -587,7 +586,7 @@ func (s *Server) checkPassword(st *connState, user string, pw []byte) (*ssh.Perm
 	if block > 0 {
 		ev = ev.Dur("blocked_for", block)
 	}
-	ev.Msgf("pairing: wrong password from %s (%d recent failures from this address)", st.ip, n)
+	ev.Msg("pairing: wrong password")
 	return nil, errors.New("wrong password")
 }
 
@@ -638,11 +637,11 @@ func (s *Server) handleConn(c net.Conn, ip, src string) {
 		sess.identity = keyIdentity(perms["type"], perms["key"], perms["comment"])
 	}
 	if sess.passwordOnly {
-		s.log.Info().Str("addr", st.ip).Msgf("pairing: %s logged in with the password (may only install a key)", st.ip)
+		s.log.Info().Str("addr", st.ip).Msg("pairing: logged in with the password (may only install a key)")
 	} else {
 		// The key's comment is the client's text: a field, not the message.
 		s.log.Info().Str("addr", st.ip).Str("key", perms["key"]).Str("comment", perms["comment"]).
-			Msgf("pairing: %s logged in with key %s", st.ip, perms["key"])
+			Msg("pairing: logged in with key")
 	}
 	timer := time.AfterFunc(connLifetime, func() { sc.Close() })
 	defer timer.Stop()
@@ -656,7 +655,7 @@ func (s *Server) handleConn(c net.Conn, ip, src string) {
 		}
 		if nc.ChannelType() != "session" {
 			s.log.Warn().Str("addr", st.ip).Str("channel", nc.ChannelType()).
-				Msgf("pairing: refused %s channel from %s (no forwarding)", nc.ChannelType(), st.ip)
+				Msg("pairing: refused a channel (no forwarding)")
 			_ = nc.Reject(ssh.Prohibited, "qnetd pairing: forwarding is not allowed")
 			continue
 		}
@@ -692,7 +691,7 @@ func (s *Server) loginFailed(st *connState, err error) {
 		// slots for the whole deadline: it counts against the source.
 		n, _ := s.limiter.fail(st.src)
 		s.logEvent(s.log.Warn(), st).Dur("timeout", s.preAuthTimeout).Int("failures", n).
-			Msgf("pairing: connection from %s closed: no login within %s (%d recent failures from this address)", st.ip, s.preAuthTimeout, n)
+			Msg("pairing: connection closed: no login within the timeout")
 		return
 	}
 	var ae *ssh.ServerAuthError
@@ -706,11 +705,11 @@ func (s *Server) loginFailed(st *connState, err error) {
 	case st.badUser != "":
 		n, _ := s.limiter.fail(st.src)
 		s.logEvent(s.log.Warn(), st).Str("user", st.badUser).Int("failures", n).
-			Msgf("pairing: login from %s refused: only root can log in (%d recent failures from this address)", st.ip, n)
+			Msg("pairing: login refused: only root can log in")
 	case st.keyRejected != "":
 		n, _ := s.limiter.fail(st.src)
 		s.logEvent(s.log.Warn(), st).Str("key", st.keyRejected).Int("failures", n).
-			Msgf("pairing: key %s from %s is not authorised (%d recent failures from this address); ssh-copy-id installs it with the password", st.keyRejected, st.ip, n)
+			Msg("pairing: key not authorised; ssh-copy-id installs it with the password")
 	default:
 		s.logEvent(s.log.Debug(), st).Msg("pairing: connection closed before login")
 	}
@@ -720,7 +719,7 @@ func (s *Server) globalRequests(ip string, reqs <-chan *ssh.Request) {
 	for r := range reqs {
 		switch r.Type {
 		case "tcpip-forward", "streamlocal-forward@openssh.com", "cancel-tcpip-forward", "cancel-streamlocal-forward@openssh.com":
-			s.log.Warn().Str("addr", ip).Str("request", r.Type).Msgf("pairing: refused port forwarding request from %s", ip)
+			s.log.Warn().Str("addr", ip).Str("request", r.Type).Msg("pairing: refused port forwarding request")
 		}
 		if r.WantReply {
 			_ = r.Reply(false, nil)

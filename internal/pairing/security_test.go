@@ -68,14 +68,14 @@ func TestRefuseShell(t *testing.T) {
 	r := f.c.ssh(f.ts, []string{"-T"})
 	require.Equal(t, ExitRefused, r.code, r.String())
 	require.Contains(t, r.stderr, "no shell")
-	f.ts.log.wait(t, "refused shell from 127.0.0.1")
+	f.ts.log.wait(t, `"addr":"127.0.0.1","message":"pairing: refused shell"`)
 
 	// ssh -tt: the pty is refused, which OpenSSH treats as fatal when
 	// the tty was asked for explicitly.
 	r = f.c.ssh(f.ts, []string{"-tt"})
 	require.Equal(t, 255, r.code, r.String())
 	require.Contains(t, r.stderr, "PTY allocation request failed")
-	f.ts.log.wait(t, "refused pty from 127.0.0.1")
+	f.ts.log.wait(t, `"addr":"127.0.0.1","message":"pairing: refused pty"`)
 	r = f.c.ssh(f.ts, []string{"-tt"}, "corosync-qnetd-certutil", "-i")
 	require.Equal(t, 255, r.code, r.String())
 	require.Contains(t, r.stderr, "PTY allocation request failed")
@@ -341,7 +341,7 @@ func TestRefuseForwarding(t *testing.T) {
 	// ssh -W host:port (direct-tcpip)
 	r := f.c.ssh(f.ts, []string{"-W", fmt.Sprintf("127.0.0.1:%d", tport)})
 	require.Equal(t, 255, r.code, r.String())
-	f.ts.log.wait(t, "refused direct-tcpip channel")
+	f.ts.log.wait(t, `"channel":"direct-tcpip","message":"pairing: refused a channel (no forwarding)"`)
 	// ssh -R (tcpip-forward)
 	r = f.c.ssh(f.ts, []string{"-N", "-o", "ExitOnForwardFailure=yes", "-R", fmt.Sprintf("0:127.0.0.1:%d", tport)})
 	require.Equal(t, 255, r.code, r.String())
@@ -356,7 +356,7 @@ func TestRefuseForwarding(t *testing.T) {
 	require.Error(t, err)
 	_, err = cl.Dial("unix", "/run/corosync-qnetd/corosync-qnetd.sock") // direct-streamlocal@openssh.com
 	require.Error(t, err)
-	f.ts.log.wait(t, "refused direct-streamlocal@openssh.com channel")
+	f.ts.log.wait(t, `"channel":"direct-streamlocal@openssh.com","message":"pairing: refused a channel (no forwarding)"`)
 	_, err = cl.Listen("tcp", "127.0.0.1:0")
 	require.Error(t, err)
 
@@ -384,7 +384,7 @@ func TestRefuseForwarding(t *testing.T) {
 	cmd = append(cmd, f.c.opts("-p", fmt.Sprint(f.ts.port), "-o", "BatchMode=yes", "-lroot", "127.0.0.1", "corosync-qnetd-certutil", "-i")...)
 	r = f.c.runEnv([]string{"SSH_AUTH_SOCK=" + agentSock, "DISPLAY=127.0.0.1:99"}, cmd...)
 	require.Equal(t, 1, r.code, r.String())
-	f.ts.log.wait(t, "refused agent forwarding from 127.0.0.1")
+	f.ts.log.wait(t, `"addr":"127.0.0.1","message":"pairing: refused agent forwarding"`)
 
 	sess, err := cl.NewSession()
 	require.NoError(t, err)
@@ -401,7 +401,7 @@ func TestRefuseForwarding(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, ok, "X11 forwarding")
 	require.NoError(t, sess.Close())
-	f.ts.log.wait(t, "refused X11 forwarding from 127.0.0.1")
+	f.ts.log.wait(t, `"addr":"127.0.0.1","message":"pairing: refused X11 forwarding"`)
 	_, err = sess.CombinedOutput("exit") // the session is closed
 	require.Error(t, err)
 
@@ -455,7 +455,7 @@ func TestOversizeRequest(t *testing.T) {
 	_, err = w.Write(big)
 	require.Error(t, err)
 	w.Close()
-	f.ts.log.wait(t, "larger than 65536 bytes")
+	f.ts.log.wait(t, `"max_bytes":65536`)
 	require.Equal(t, before, f.snap(t), "nothing stored, no partial upload left")
 
 	// A key-install command fed 1 MiB.
@@ -493,8 +493,8 @@ func TestWrongPasswords(t *testing.T) {
 		r := f.c.ssh(f.ts, pw(), "corosync-qnetd-certutil", "-i")
 		require.Equal(t, 255, r.code, "attempt %d: %s", i, r)
 	}
-	f.ts.log.wait(t, "password logins from 127.0.0.1 refused for")
-	checked := f.ts.log.Count("wrong password from")
+	f.ts.log.wait(t, "password logins from this address refused after too many failed logins")
+	checked := f.ts.log.Count("pairing: wrong password")
 	require.GreaterOrEqual(t, checked, freeFailures)
 	require.LessOrEqual(t, checked, freeFailures+1, "after the limit, passwords are not even checked")
 
