@@ -23,7 +23,6 @@ import (
 	"github.com/qnetd-addon/qnetd/qnetd/wire"
 )
 
-
 // sse reads server-sent events into a channel.
 func sse(t *testing.T, url string) <-chan View {
 	t.Helper()
