@@ -15,6 +15,8 @@ import (
 	"strings"
 
 	"github.com/rs/zerolog"
+
+	"github.com/qnetd-addon/qnetd/qnetd/certname"
 )
 
 // IngressPort is config.yaml's ingress_port: the status page, /health and
@@ -31,11 +33,14 @@ type Options struct {
 	PairingPort     int      `json:"pairing_port"`
 	PairingPassword string   `json:"pairing_password,omitempty"`
 	AuthorizedKeys  []string `json:"authorized_keys"`
+	// ForgetClusters are cluster names whose pairing owner is forgotten
+	// at start, so that another node's key may have them signed.
+	ForgetClusters []string `json:"forget_clusters"`
 }
 
 // Defaults are config.yaml's options.
 func Defaults() Options {
-	return Options{Port: 5403, LogLevel: "info", TLSEnabled: true, PairingEnabled: true, PairingPort: 22, AuthorizedKeys: []string{}}
+	return Options{Port: 5403, LogLevel: "info", TLSEnabled: true, PairingEnabled: true, PairingPort: 22, AuthorizedKeys: []string{}, ForgetClusters: []string{}}
 }
 
 // OptionError names the option, the value and what is allowed.
@@ -107,6 +112,12 @@ func (o Options) Validate() error {
 	}
 	if o.PairingPassword != "" && len(o.PairingPassword) < 8 {
 		return &OptionError{"pairing_password", "(hidden)", "at least 8 characters, or empty to allow only keys"}
+	}
+	for i, c := range o.ForgetClusters {
+		if err := certname.Check(c); err != nil {
+			return &OptionError{fmt.Sprintf("forget_clusters[%d]", i), fmt.Sprintf("%q", abbreviate(c)),
+				"a cluster name as pairing signed it: letters, digits, '.', '_' and '-'"}
+		}
 	}
 	for i, k := range o.AuthorizedKeys {
 		if err := checkAuthorizedKey(k); err != nil {

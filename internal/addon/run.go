@@ -174,6 +174,9 @@ func Init(p Paths, o Options, log zerolog.Logger) error {
 	if err := importDropped(p, log); err != nil {
 		return err
 	}
+	if err := forgetClusters(p, o, log); err != nil {
+		return err
+	}
 	if o.TLSEnabled && !pki.Initialized(p.PKIDir()) {
 		if _, err := pki.Init(p.PKIDir(), time.Now()); err != nil {
 			return fmt.Errorf("create certificate authority: %w", err)
@@ -197,6 +200,28 @@ func Init(p Paths, o Options, log zerolog.Logger) error {
 		}
 	}
 	return chownTo(p.User, log, p.Data, p.RunDir)
+}
+
+// forgetClusters forgets the pairing owner of each cluster the admin
+// listed, so that another key may have it signed (DOCS.md: who may sign
+// a cluster name). The option stays set; forgetting again is harmless.
+func forgetClusters(p Paths, o Options, log zerolog.Logger) error {
+	for _, c := range o.ForgetClusters {
+		if !pki.Initialized(p.PKIDir()) {
+			return nil
+		}
+		owner, had, err := pki.Forget(p.PKIDir(), c)
+		if err != nil {
+			return fmt.Errorf("option forget_clusters: %w", err)
+		}
+		if had {
+			log.Info().Str("cluster", c).Str("owner", owner.ID).Str("owner_label", owner.Label).
+				Msg("forgot who paired this cluster (option forget_clusters); the next key to pair it owns it; remove it from the option once paired")
+		} else {
+			log.Info().Str("cluster", c).Msg("option forget_clusters: no pairing key owns this cluster")
+		}
+	}
+	return nil
 }
 
 // importDropped imports qnetd-import.pem from the config folder, once.

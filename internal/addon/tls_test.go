@@ -146,3 +146,41 @@ func toolStatus(t *testing.T, p Paths) string {
 	require.Equal(t, 0, code, errOut.String())
 	return out.String()
 }
+
+// TestForgetClustersOption: a cluster listed in forget_clusters loses its
+// pairing owner at the next start, so another key may have it signed; a
+// name that pairing would never sign is refused with the option named.
+func TestForgetClustersOption(t *testing.T) {
+	dir := t.TempDir()
+	p := Paths{Options: filepath.Join(dir, "options.json"), Data: dir, Config: dir, RunDir: filepath.Join(dir, "run")}
+	o := Defaults()
+	o.PairingEnabled = false
+	require.NoError(t, Init(p, o, zerolog.Nop()))
+	a, err := pki.Load(p.PKIDir())
+	require.NoError(t, err)
+	sign := func(cluster string, who pki.Identity) error {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		require.NoError(t, err)
+		der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: cluster}}, key)
+		require.NoError(t, err)
+		csr, err := x509.ParseCertificateRequest(der)
+		require.NoError(t, err)
+		_, err = a.SignFor(csr, cluster, who, time.Now())
+		return err
+	}
+	keyA, keyB := pki.Identity{ID: "ssh-key A", Label: "A"}, pki.Identity{ID: "ssh-key B", Label: "B"}
+	require.NoError(t, sign("pve", keyA))
+	var owned *pki.OwnedError
+	require.ErrorAs(t, sign("pve", keyB), &owned, "another key is refused")
+
+	o.ForgetClusters = []string{"PVE"}
+	var logBuf strings.Builder
+	require.NoError(t, Init(p, o, zerolog.New(&logBuf)))
+	require.Contains(t, logBuf.String(), "forgot who paired this cluster")
+	require.NoError(t, sign("pve", keyB), "after forgetting, the next key owns it")
+	require.ErrorAs(t, sign("pve", keyA), &owned)
+
+	o.ForgetClusters = []string{"*.lan"}
+	err = o.Validate()
+	require.ErrorContains(t, err, "option 'forget_clusters[0]': \"*.lan\" is not valid")
+}

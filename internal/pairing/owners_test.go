@@ -77,8 +77,8 @@ func TestPairingKeysOwnTheirClusters(t *testing.T) {
 		_, errs, code = sign(clB, name, name)
 		require.Equal(t, 1, code)
 		require.Equal(t, `corosync-qnetd-certutil: cluster name "`+name+`" belongs to another pairing key, which had it signed first (`+
-			ts.clock.Now().UTC().Format("2006-01-02")+`); if this is your cluster, ask the Home Assistant admin to forget cluster "`+name+
-			`" on the add-on's status page (on a plain qnetd host: corosync-qnetd-certutil -F -n `+name+`), then run the setup again`+"\n", errs)
+			ts.clock.Now().UTC().Format("2006-01-02")+`); if this is your cluster, ask the Home Assistant admin to add "`+name+
+			`" to the add-on's option forget_clusters and restart it (on a plain qnetd host: corosync-qnetd-certutil -F -n `+name+`), then run the setup again`+"\n", errs)
 	}
 	after, err := os.ReadFile(crt)
 	require.NoError(t, err)

@@ -104,7 +104,7 @@ type OwnedError struct {
 
 func (e *OwnedError) Error() string {
 	return fmt.Sprintf("cluster name %q belongs to another pairing key, which had it signed first (%s); "+
-		"if this is your cluster, ask the Home Assistant admin to forget cluster %q on the add-on's status page "+
+		"if this is your cluster, ask the Home Assistant admin to add %q to the add-on's option forget_clusters and restart it "+
 		"(on a plain qnetd host: corosync-qnetd-certutil -F -n %s), then run the setup again",
 		e.Cluster, e.Owner.Claimed.UTC().Format(time.DateOnly), e.Cluster, e.Cluster)
 }

@@ -55,7 +55,7 @@ func TestClusterNameBelongsToItsFirstSigner(t *testing.T) {
 		require.True(t, errors.As(err, &owned), "%s: %v", name, err)
 		require.Equal(t, keyA.ID, owned.Owner.ID)
 		require.Equal(t, fmt.Sprintf(`cluster name %q belongs to another pairing key, which had it signed first (2026-11-22); `+
-			`if this is your cluster, ask the Home Assistant admin to forget cluster %q on the add-on's status page `+
+			`if this is your cluster, ask the Home Assistant admin to add %q to the add-on's option forget_clusters and restart it `+
 			`(on a plain qnetd host: corosync-qnetd-certutil -F -n %s), then run the setup again`, name, name, name), err.Error())
 	}
 	require.Equal(t, signed, fileOf(t, res.Path), "the owner's certificate is not overwritten")
