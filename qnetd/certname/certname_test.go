@@ -34,3 +34,25 @@ func TestReservedAndKey(t *testing.T) {
 	require.True(t, Wildcard("*.lan"))
 	require.False(t, Wildcard("x.lan"))
 }
+
+// FuzzCheck: a name from a pairing client's request or a client
+// certificate. Whatever is accepted is plain: no reserved name, no
+// wildcard, only letters, digits, '.', '_' and '-', at most MaxLen bytes.
+func FuzzCheck(f *testing.F) {
+	for _, s := range []string{"pve", "Qnetd Server", "*.lan", "a.b_c-d", "", "QNET CA"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		if Check(name) != nil {
+			return
+		}
+		if _, reserved := Reserved(name); reserved || Wildcard(name) || name == "" || len(name) > MaxLen {
+			t.Fatalf("%q accepted", name)
+		}
+		for _, r := range name {
+			if !nameRune(r) {
+				t.Fatalf("%q accepted with %q", name, r)
+			}
+		}
+	})
+}
