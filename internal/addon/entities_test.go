@@ -1,12 +1,10 @@
 package addon
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -16,7 +14,6 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
-	"github.com/qnetd-addon/qnetd/internal/daemon"
 	"github.com/qnetd-addon/qnetd/internal/haentities"
 	"github.com/qnetd-addon/qnetd/internal/pki"
 	"github.com/qnetd-addon/qnetd/internal/upstreamtest"
@@ -97,26 +94,12 @@ func TestEntitiesOverTheSupervisorsBroker(t *testing.T) {
 		return ""
 	}
 
-	dir := t.TempDir()
-	p := Paths{Options: filepath.Join(dir, "options.json"), Data: dir, Config: dir, RunDir: filepath.Join(dir, "run"),
-		SupervisorToken: "tok", Supervisor: sup.URL, SupervisorAPI: sup.URL + "/core/api"}
 	opts := Defaults()
 	opts.PairingEnabled = false
-	log := zerolog.Nop()
-	require.NoError(t, Init(p, opts, log))
-	cfg := DaemonConfig(p, opts, log)
-	require.NotNil(t, cfg.Entities)
-	cfg.Listener = listen(t)
-	cfg.Web.Listener = listen(t)
-	d, err := daemon.Start(cfg)
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Wait(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
+	p, d, stop := startAddon(t, opts, func(p *Paths) {
+		p.SupervisorToken, p.Supervisor, p.SupervisorAPI = "tok", sup.URL, sup.URL+"/core/api"
 	})
+	require.NotNil(t, DaemonConfig(p, opts, zerolog.Nop()).Entities)
 
 	// A paired node of cluster "pve" joins over TLS.
 	c, err := client.Dial(d.Addr().String(), client.NewNode(client.Settings{Cluster: "pve", NodeID: 1, Algorithm: wire.AlgoFFSplit,
@@ -142,9 +125,7 @@ func TestEntitiesOverTheSupervisorsBroker(t *testing.T) {
 	availability := find(snap, "/availability", haentities.Online)
 	require.NotEmpty(t, availability)
 
-	cancel()
-	require.NoError(t, <-done)
-	done <- nil // for the cleanup
+	require.NoError(t, stop())
 	await("offline after the add-on stopped", func(s map[string]string) bool { return s[availability] == haentities.Offline })
 	supMu.Lock()
 	defer supMu.Unlock()

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,11 +27,15 @@ import (
 )
 
 // startAddon runs the add-on's own translation of o on listeners bound
-// here, after its init step, until the test ends.
-func startAddon(t *testing.T, o Options) (Paths, *daemon.Daemon) {
+// here, after its init step; mutate (optional) adjusts the paths first.
+// stop ends it and returns how it ended; it also runs when the test ends.
+func startAddon(t *testing.T, o Options, mutate func(*Paths)) (p Paths, d *daemon.Daemon, stop func() error) {
 	t.Helper()
 	dir := t.TempDir()
-	p := Paths{Options: filepath.Join(dir, "options.json"), Data: dir, Config: dir, RunDir: filepath.Join(dir, "run")}
+	p = Paths{Options: filepath.Join(dir, "options.json"), Data: dir, Config: dir, RunDir: filepath.Join(dir, "run")}
+	if mutate != nil {
+		mutate(&p)
+	}
 	log := zerolog.Nop()
 	require.NoError(t, Init(p, o, log))
 	cfg := DaemonConfig(p, o, log)
@@ -40,16 +45,31 @@ func startAddon(t *testing.T, o Options) (Paths, *daemon.Daemon) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.Wait(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
-	})
-	return p, d
+	var once sync.Once
+	var waitErr error
+	stop = func() error {
+		once.Do(func() { cancel(); waitErr = <-done })
+		return waitErr
+	}
+	t.Cleanup(func() { require.NoError(t, stop()) })
+	return p, d, stop
 }
 
 func ffNode(cluster string, id uint32) *client.Node {
 	return client.NewNode(client.Settings{Cluster: cluster, NodeID: id, Algorithm: wire.AlgoFFSplit,
 		TieBreaker: wire.TieBreaker{Mode: wire.TieBreakerLowest}, Heartbeat: 8000, KAP: true})
+}
+
+// request is a node's certificate request for cluster, with its key.
+func request(t *testing.T, cluster string) (*x509.CertificateRequest, *ecdsa.PrivateKey) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: cluster}}, key)
+	require.NoError(t, err)
+	csr, err := x509.ParseCertificateRequest(der)
+	require.NoError(t, err)
+	return csr, key
 }
 
 // signedClientTLS is what a paired node holds: a key, its cluster's
@@ -58,12 +78,7 @@ func signedClientTLS(t *testing.T, p Paths, cluster string) *tls.Config {
 	t.Helper()
 	a, err := pki.Load(p.PKIDir())
 	require.NoError(t, err)
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: cluster}}, key)
-	require.NoError(t, err)
-	csr, err := x509.ParseCertificateRequest(der)
-	require.NoError(t, err)
+	csr, key := request(t, cluster)
 	path, err := a.Sign(csr, cluster, time.Now())
 	require.NoError(t, err)
 	cert, err := os.ReadFile(path)
@@ -92,7 +107,7 @@ func signedClientTLS(t *testing.T, p Paths, cluster string) *tls.Config {
 func TestTLSEnabledRequiresTLS(t *testing.T) {
 	o := Defaults()
 	o.PairingEnabled = false
-	p, d := startAddon(t, o)
+	p, d, _ := startAddon(t, o, nil)
 	addr := d.Addr().String()
 
 	plain, err := client.Dial(addr, ffNode("pve", 1), 5*time.Second)
@@ -130,7 +145,7 @@ func TestTLSEnabledRequiresTLS(t *testing.T) {
 func TestTLSEnabledRefusesAnotherClustersCertificate(t *testing.T) {
 	o := Defaults()
 	o.PairingEnabled = false
-	p, d := startAddon(t, o)
+	p, d, _ := startAddon(t, o, nil)
 	node, err := client.Dial(d.Addr().String(), ffNode("victim", 1), 5*time.Second)
 	require.NoError(t, err)
 	defer node.Close()
@@ -159,13 +174,8 @@ func TestForgetClustersOption(t *testing.T) {
 	a, err := pki.Load(p.PKIDir())
 	require.NoError(t, err)
 	sign := func(cluster string, who pki.Identity) error {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		require.NoError(t, err)
-		der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: cluster}}, key)
-		require.NoError(t, err)
-		csr, err := x509.ParseCertificateRequest(der)
-		require.NoError(t, err)
-		_, err = a.SignFor(csr, cluster, who, time.Now())
+		csr, _ := request(t, cluster)
+		_, err := a.SignFor(csr, cluster, who, time.Now())
 		return err
 	}
 	keyA, keyB := pki.Identity{ID: "ssh-key A", Label: "A"}, pki.Identity{ID: "ssh-key B", Label: "B"}
