@@ -160,7 +160,7 @@ func TestPairingIdentityAndForget(t *testing.T) {
 	code, _, errs, oc = as(b, "-s", "-c", writeCSR(t, "pve"), "-n", "pve")
 	require.Equal(t, 1, code)
 	require.Contains(t, errs, `corosync-qnetd-certutil: cluster name "pve" belongs to another pairing key`)
-	require.Contains(t, errs, `ask the Home Assistant admin to forget cluster "pve" on the add-on's status page`)
+	require.Contains(t, errs, `ask the Home Assistant admin to add "pve" to the add-on's option forget_clusters`)
 	var owned *pki.OwnedError
 	require.ErrorAs(t, oc.Err, &owned)
 	require.Equal(t, a.Label, owned.Owner.Label)
