@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,6 +17,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/qnetd-addon/qnetd/internal/daemon"
 )
 
 // The rootfs scripts run in a bubblewrap sandbox laid out like the add-on
@@ -66,6 +69,8 @@ type sandbox struct {
 	// webAddr is the status page's address, read from the daemon's start
 	// line: the daemon binds port 0, so no port is guessed.
 	webAddr string
+	// env, name and value pairs, overrides the sandbox's environment.
+	env []string
 }
 
 const withContenv = `#!/bin/sh
@@ -136,6 +141,9 @@ func (sb *sandbox) cmd(argv ...string) *exec.Cmd {
 		"--setenv", "QNETD_ADDON_NSS_LINK", "/tmp/etc-corosync/qnetd/nssdb",
 		"--setenv", "QNETD_ADDON_RUN", "/run/corosync-qnetd",
 	}
+	for i := 0; i+1 < len(sb.env); i += 2 {
+		args = append(args, "--setenv", sb.env[i], sb.env[i+1])
+	}
 	c := exec.Command("bwrap", append(args, argv...)...)
 	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	return c
@@ -189,6 +197,15 @@ func TestRootfsInitRunHealthAndStop(t *testing.T) {
 	out, err = sb.cmd("corosync-qnetd-tool", "-s", "-p", "/run/corosync-qnetd/corosync-qnetd.sock").CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	require.Contains(t, string(out), "TLS:\t\t\t\tRequired (client certificate required)\n")
+	// So does the daemon's own user, as whom the pairing endpoint runs the
+	// tool for "ssh root@ha corosync-qnetd-tool" (Debian's corosync-qnetd,
+	// which make test installs, creates that user).
+	if _, _, ok := daemon.LookupUser("coroqnetd"); ok {
+		out, err = sb.cmd("setpriv", "--reuid=coroqnetd", "--regid=coroqnetd", "--clear-groups",
+			"corosync-qnetd-tool", "-s", "-p", "/run/corosync-qnetd/corosync-qnetd.sock").CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		require.Contains(t, string(out), "QNetd address:")
+	}
 	// The status page is served on the ingress port.
 	resp, err := http.Get("http://" + sb.webAddr + "/")
 	require.NoError(t, err)
@@ -211,16 +228,40 @@ func TestRootfsInitRunHealthAndStop(t *testing.T) {
 	}
 	require.Contains(t, log.String(), "shutting down")
 
-	// finish: a clean stop does not halt the container; a failure does.
-	out, err = sb.cmd("/etc/s6-overlay/s6-rc.d/qnetd/finish", "0").CombinedOutput()
+	// finish: a clean stop, a crash and a kill leave the container
+	// running (s6 restarts the daemon); only a daemon that could not start
+	// halts it, with that exit code.
+	for _, args := range [][]string{{"0", "0"}, {"1", "0"}, {"2", "0"}, {"256", "9"}} {
+		out, err = sb.cmd(append([]string{"/etc/s6-overlay/s6-rc.d/qnetd/finish"}, args...)...).CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		require.NoFileExists(t, filepath.Join(sb.root, "run/halted"), "finish %v", args)
+	}
+	require.Contains(t, string(out), "ended by signal 9")
+	out, err = sb.cmd("/etc/s6-overlay/s6-rc.d/qnetd/finish", strconv.Itoa(ExitCannotStart), "0").CombinedOutput()
 	require.NoError(t, err, "%s", out)
-	require.NoFileExists(t, filepath.Join(sb.root, "run/halted"))
-	out, err = sb.cmd("/etc/s6-overlay/s6-rc.d/qnetd/finish", "1").CombinedOutput()
-	require.NoError(t, err, "%s", out)
+	require.Contains(t, string(out), "could not start")
 	require.FileExists(t, filepath.Join(sb.root, "run/halted"))
 	ec, err := os.ReadFile(filepath.Join(sb.root, "run/s6-linux-init-container-results/exitcode"))
 	require.NoError(t, err)
-	require.Equal(t, "1\n", string(ec))
+	require.Equal(t, strconv.Itoa(ExitCannotStart)+"\n", string(ec))
+}
+
+// A daemon that cannot bind its port exits with ExitCannotStart, the code
+// on which the finish script stops the container.
+func TestRootfsRunCannotStart(t *testing.T) {
+	sb := newSandbox(t, goodOptions)
+	out, err := sb.cmd("execlineb", "-P", "/etc/s6-overlay/s6-rc.d/init-qnetd/up").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer taken.Close()
+	sb.env = []string{"QNETD_ADDON_LISTEN", taken.Addr().String()}
+	out, err = sb.cmd("/etc/s6-overlay/s6-rc.d/qnetd/run").CombinedOutput()
+	var ee *exec.ExitError
+	require.ErrorAs(t, err, &ee, "%s", out)
+	require.Equal(t, ExitCannotStart, ee.ExitCode(), "%s", out)
+	require.Contains(t, string(out), "qnetd cannot start")
+	require.Contains(t, string(out), "address already in use")
 }
 
 func TestRootfsBadOptionsStopTheStart(t *testing.T) {
