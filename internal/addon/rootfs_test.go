@@ -318,8 +318,72 @@ func TestS6Layout(t *testing.T) {
 	require.FileExists(t, filepath.Join(base, "user/contents.d/qnetd"))
 }
 
+// templateRules are the s6-overlay and bashio rules of Home Assistant's
+// add-on template (home-assistant/addons-example, example/apparmor.txt):
+// without them s6-overlay v3 cannot run its programs from /package and
+// /command or its generated scripts under /run, and bashio cannot run.
+var templateRules = []string{
+	"file,",
+	"signal (send) set=(kill,term,int,hup,cont),",
+	"/init ix,",
+	"/bin/** ix,",
+	"/usr/bin/** ix,",
+	"/run/{s6,s6-rc*,service}/** ix,",
+	"/package/** ix,",
+	"/command/** ix,",
+	"/etc/services.d/** rwix,",
+	"/etc/cont-init.d/** rwix,",
+	"/etc/cont-finish.d/** rwix,",
+	"/run/{,**} rwk,",
+	"/dev/tty rw,",
+	"/usr/lib/bashio/** ix,",
+	"/tmp/** rwk,",
+	"/data/** rw,",
+}
+
+// ourRules are what the add-on needs beyond the template: bashio's sourced
+// files, the service scripts, the data, the import folder (addon_config),
+// upstream's certificate path, the ports and dropping privileges.
+var ourRules = []string{
+	"/usr/lib/bashio/** r,",
+	"/etc/s6-overlay/** rix,",
+	"/usr/bin/qnetd rix,",
+	"/data/** rwkl,",
+	"/config/** rw,",
+	"/etc/corosync/{,**} rwl,",
+	"network inet stream,",
+	"network inet6 stream,",
+	"network unix stream,",
+	"capability chown,",
+	"capability setuid,",
+	"capability setgid,",
+	"capability net_bind_service,",
+	"capability kill,",
+}
+
 func TestAppArmorProfile(t *testing.T) {
+	data, err := os.ReadFile("../../apparmor.txt")
+	require.NoError(t, err)
+	rules := map[string]bool{}
+	var profiles []string
+	for _, line := range strings.Split(string(data), "\n") {
+		rules[strings.TrimSpace(line)] = true
+		// The Supervisor renames the one line that starts with "profile ".
+		if strings.HasPrefix(line, "profile ") {
+			profiles = append(profiles, line)
+		}
+	}
+	require.Equal(t, []string{"profile qnetd flags=(attach_disconnected,mediate_deleted) {"}, profiles)
+	for _, r := range append(append([]string{}, templateRules...), ourRules...) {
+		require.True(t, rules[r], "apparmor.txt lacks %q", r)
+	}
+
 	requireTool(t, "apparmor_parser")
 	out, err := exec.Command("apparmor_parser", "-Q", "-K", "../../apparmor.txt").CombinedOutput()
 	require.NoError(t, err, "%s", out)
+	// The check can fail: a profile with a syntax error does not compile.
+	broken := filepath.Join(t.TempDir(), "apparmor.txt")
+	require.NoError(t, os.WriteFile(broken, []byte(strings.Replace(string(data), "/init ix,", "/init ix", 1)), 0o644))
+	out, err = exec.Command("apparmor_parser", "-Q", "-K", broken).CombinedOutput()
+	require.Error(t, err, "%s", out)
 }
