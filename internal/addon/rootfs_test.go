@@ -303,6 +303,25 @@ func TestShellcheck(t *testing.T) {
 	}
 }
 
+// The test and build scripts, each checked from its own directory so that
+// shellcheck follows what it sources.
+func TestShellcheckScripts(t *testing.T) {
+	requireTool(t, "shellcheck")
+	var scripts []string
+	for _, g := range []string{"../../scripts/*.sh", "../../test/*/*.sh"} {
+		m, err := filepath.Glob(g)
+		require.NoError(t, err)
+		scripts = append(scripts, m...)
+	}
+	require.Contains(t, scripts, "../../test/container/run.sh")
+	for _, s := range scripts {
+		c := exec.Command("shellcheck", "-x", filepath.Base(s))
+		c.Dir = filepath.Dir(s)
+		out, err := c.CombinedOutput()
+		require.NoError(t, err, "%s: %s", s, out)
+	}
+}
+
 func TestS6Layout(t *testing.T) {
 	base := "../../rootfs/etc/s6-overlay/s6-rc.d"
 	read := func(rel string) string {
