@@ -36,9 +36,10 @@ ct_options() {
 # as PID 1 (init: false, so no docker-init), /data and the addon_config map
 # (/config), the Supervisor's token in the environment, its host name mapped
 # (for host-network add-ons the Supervisor adds "supervisor" and "hassio" to
-# /etc/hosts; here they point at loopback, where the stand-in listens), and
-# config.yaml's stop timeout (10 s). Docker's health timing is shortened;
-# the command is the image's HEALTHCHECK. Prints the container id.
+# /etc/hosts; here they point at loopback, where the stand-in listens), its
+# OOM score adjustment, and config.yaml's stop timeout (10 s). Docker's
+# health timing is shortened; the command is the image's HEALTHCHECK.
+# Prints the container id.
 ct_run() {
     local name=$1 dir=$2 net=$3
     shift 3
@@ -46,7 +47,7 @@ ct_run() {
         --add-host supervisor:127.0.0.1 --add-host hassio:127.0.0.1 \
         -e SUPERVISOR_TOKEN="$CT_TOKEN" -e HASSIO_TOKEN="$CT_TOKEN" -e TZ=Etc/UTC \
         -v "$dir/data:/data" -v "$dir/config:/config" \
-        --stop-timeout 10 \
+        --oom-score-adj 200 --stop-timeout 10 \
         --health-interval 2s --health-timeout 5s --health-retries 3 --health-start-period 30s \
         --label dev.qnetd-test=container "$@" "$CT_IMAGE"
 }

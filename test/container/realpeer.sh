@@ -69,6 +69,9 @@ persist=(nssdb/qnetd-pki.pem nssdb/qnetd-cacert.crt nssdb/cluster-realpeer.crt
          ssh/ssh_host_ed25519_key ssh/ssh_host_rsa_key ssh/authorized_keys)
 title="restart: clean stop, same CA, host keys and installed keys, nodes back with their certificates"
 ok=1 det=""
+for f in "${persist[@]}"; do
+    [ -s "$main_dir/data/$f" ] || { ok=0; det+="no /data/$f before the restart; "; }
+done
 before=$(cd "$main_dir/data" && sha256sum "${persist[@]}" 2>&1)
 grep -q "$(cut -d' ' -f2 "$PVECM_STATE/id_rsa.pub")" "$main_dir/data/ssh/authorized_keys" ||
     { ok=0; det+="pvecm's key is not in /data/ssh/authorized_keys; "; }
