@@ -1,8 +1,10 @@
 # The Supervisor passes BUILD_FROM and BUILD_ARCH (build.yaml keeps the same base images).
 ARG BUILD_FROM=ghcr.io/home-assistant/amd64-base:3.22
 
-# --- build: one static binary, cross-compiled on the build machine's platform
-FROM --platform=$BUILDPLATFORM golang:1.26-alpine AS build
+# --- build: one static binary for BUILD_ARCH. No "--platform=$BUILDPLATFORM":
+# that needs BuildKit, and the Supervisor's local builds may use the classic
+# builder; the builder image then matches the machine that builds.
+FROM golang:1.26-alpine AS build
 ARG BUILD_ARCH=amd64
 ARG BUILD_VERSION=dev
 WORKDIR /src
@@ -27,10 +29,21 @@ ARG BUILD_VERSION=dev
 ARG CORE_VERSION=3.0.3
 
 COPY --from=build /out/qnetd /usr/bin/qnetd
+# The daemon's user, written into the user database directly: Alpine's
+# adduser and Debian's useradd take different options, and the image must
+# build on both bases (build.yaml and the container test's Debian base,
+# test/container/README.md). A fixed id keeps /data's owner the same across
+# image updates; the build stops if another account already uses it.
 RUN ln -s qnetd /usr/bin/corosync-qnetd \
  && ln -s qnetd /usr/bin/corosync-qnetd-tool \
  && ln -s qnetd /usr/bin/corosync-qnetd-certutil \
- && addgroup -S coroqnetd && adduser -S -D -H -h /data -s /sbin/nologin -G coroqnetd coroqnetd
+ && if ! grep -q '^coroqnetd:' /etc/passwd; then \
+      if cut -d: -f3 /etc/passwd | grep -qx 5403 || cut -d: -f3 /etc/group | grep -qx 5403; then \
+        echo "uid or gid 5403 is taken" >&2; exit 1; \
+      fi; \
+      echo 'coroqnetd:x:5403:' >> /etc/group; \
+      echo 'coroqnetd:x:5403:5403:corosync-qnetd:/data:/sbin/nologin' >> /etc/passwd; \
+    fi
 COPY rootfs /
 
 HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \

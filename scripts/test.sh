@@ -7,14 +7,19 @@
 #   4. the real-peer scenarios (real corosync + corosync-qdevice nodes in
 #      network namespaces), first against Debian's corosync-qnetd, then
 #      against ours, in TLS modes REALPEER_TLS_MODES; ours must pass every
-#      scenario that passes with upstream.
-# Set REALPEER=0 to skip step 4 on a machine without namespaces.
+#      scenario that passes with upstream;
+#   5. the container test: the add-on's image built from the Dockerfile on a
+#      Home Assistant base built from source, booted under s6-overlay in a
+#      Docker engine and paired with real nodes (test/container/README.md).
+# Set REALPEER=0 to skip step 4 on a machine without namespaces, CONTAINER=0
+# to skip step 5.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$PWD
 
 SAFETY_SEQUENCES=${SAFETY_SEQUENCES:-1000000}
 REALPEER=${REALPEER:-1}
+CONTAINER=${CONTAINER:-1}
 REALPEER_TLS_MODES=${REALPEER_TLS_MODES:-off on required}
 REALPEER_DIR=${REALPEER_DIR:-$top/test/realpeer}
 OUT=${TEST_OUT:-$top/.test-out}
@@ -79,4 +84,9 @@ if [ "$REALPEER" = 1 ]; then
         | tee "$OUT/realpeer-pairing.txt"
     step "real peers: ours vs upstream"
     go run ./scripts/realpeercmp "$OUT/realpeer-upstream.tsv" "$OUT/realpeer-ours.tsv"
+fi
+
+if [ "$CONTAINER" = 1 ]; then
+    step "container: the add-on's image on a Home Assistant base, booted, paired with real nodes"
+    TEST_OUT="$OUT" test/container/run.sh
 fi

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,6 +17,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/qnetd-addon/qnetd/internal/daemon"
 )
 
 // The rootfs scripts run in a bubblewrap sandbox laid out like the add-on
@@ -66,6 +69,8 @@ type sandbox struct {
 	// webAddr is the status page's address, read from the daemon's start
 	// line: the daemon binds port 0, so no port is guessed.
 	webAddr string
+	// env, name and value pairs, overrides the sandbox's environment.
+	env []string
 }
 
 const withContenv = `#!/bin/sh
@@ -136,6 +141,9 @@ func (sb *sandbox) cmd(argv ...string) *exec.Cmd {
 		"--setenv", "QNETD_ADDON_NSS_LINK", "/tmp/etc-corosync/qnetd/nssdb",
 		"--setenv", "QNETD_ADDON_RUN", "/run/corosync-qnetd",
 	}
+	for i := 0; i+1 < len(sb.env); i += 2 {
+		args = append(args, "--setenv", sb.env[i], sb.env[i+1])
+	}
 	c := exec.Command("bwrap", append(args, argv...)...)
 	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	return c
@@ -189,6 +197,15 @@ func TestRootfsInitRunHealthAndStop(t *testing.T) {
 	out, err = sb.cmd("corosync-qnetd-tool", "-s", "-p", "/run/corosync-qnetd/corosync-qnetd.sock").CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	require.Contains(t, string(out), "TLS:\t\t\t\tRequired (client certificate required)\n")
+	// So does the daemon's own user, as whom the pairing endpoint runs the
+	// tool for "ssh root@ha corosync-qnetd-tool" (Debian's corosync-qnetd,
+	// which make test installs, creates that user).
+	if _, _, ok := daemon.LookupUser("coroqnetd"); ok {
+		out, err = sb.cmd("setpriv", "--reuid=coroqnetd", "--regid=coroqnetd", "--clear-groups",
+			"corosync-qnetd-tool", "-s", "-p", "/run/corosync-qnetd/corosync-qnetd.sock").CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		require.Contains(t, string(out), "QNetd address:")
+	}
 	// The status page is served on the ingress port.
 	resp, err := http.Get("http://" + sb.webAddr + "/")
 	require.NoError(t, err)
@@ -211,16 +228,40 @@ func TestRootfsInitRunHealthAndStop(t *testing.T) {
 	}
 	require.Contains(t, log.String(), "shutting down")
 
-	// finish: a clean stop does not halt the container; a failure does.
-	out, err = sb.cmd("/etc/s6-overlay/s6-rc.d/qnetd/finish", "0").CombinedOutput()
+	// finish: a clean stop, a crash and a kill leave the container
+	// running (s6 restarts the daemon); only a daemon that could not start
+	// halts it, with that exit code.
+	for _, args := range [][]string{{"0", "0"}, {"1", "0"}, {"2", "0"}, {"256", "9"}} {
+		out, err = sb.cmd(append([]string{"/etc/s6-overlay/s6-rc.d/qnetd/finish"}, args...)...).CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		require.NoFileExists(t, filepath.Join(sb.root, "run/halted"), "finish %v", args)
+	}
+	require.Contains(t, string(out), "ended by signal 9")
+	out, err = sb.cmd("/etc/s6-overlay/s6-rc.d/qnetd/finish", strconv.Itoa(ExitCannotStart), "0").CombinedOutput()
 	require.NoError(t, err, "%s", out)
-	require.NoFileExists(t, filepath.Join(sb.root, "run/halted"))
-	out, err = sb.cmd("/etc/s6-overlay/s6-rc.d/qnetd/finish", "1").CombinedOutput()
-	require.NoError(t, err, "%s", out)
+	require.Contains(t, string(out), "could not start")
 	require.FileExists(t, filepath.Join(sb.root, "run/halted"))
 	ec, err := os.ReadFile(filepath.Join(sb.root, "run/s6-linux-init-container-results/exitcode"))
 	require.NoError(t, err)
-	require.Equal(t, "1\n", string(ec))
+	require.Equal(t, strconv.Itoa(ExitCannotStart)+"\n", string(ec))
+}
+
+// A daemon that cannot bind its port exits with ExitCannotStart, the code
+// on which the finish script stops the container.
+func TestRootfsRunCannotStart(t *testing.T) {
+	sb := newSandbox(t, goodOptions)
+	out, err := sb.cmd("execlineb", "-P", "/etc/s6-overlay/s6-rc.d/init-qnetd/up").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer taken.Close()
+	sb.env = []string{"QNETD_ADDON_LISTEN", taken.Addr().String()}
+	out, err = sb.cmd("/etc/s6-overlay/s6-rc.d/qnetd/run").CombinedOutput()
+	var ee *exec.ExitError
+	require.ErrorAs(t, err, &ee, "%s", out)
+	require.Equal(t, ExitCannotStart, ee.ExitCode(), "%s", out)
+	require.Contains(t, string(out), "qnetd cannot start")
+	require.Contains(t, string(out), "address already in use")
 }
 
 func TestRootfsBadOptionsStopTheStart(t *testing.T) {
@@ -262,6 +303,25 @@ func TestShellcheck(t *testing.T) {
 	}
 }
 
+// The test and build scripts, each checked from its own directory so that
+// shellcheck follows what it sources.
+func TestShellcheckScripts(t *testing.T) {
+	requireTool(t, "shellcheck")
+	var scripts []string
+	for _, g := range []string{"../../scripts/*.sh", "../../test/*/*.sh"} {
+		m, err := filepath.Glob(g)
+		require.NoError(t, err)
+		scripts = append(scripts, m...)
+	}
+	require.Contains(t, scripts, "../../test/container/run.sh")
+	for _, s := range scripts {
+		c := exec.Command("shellcheck", "-x", filepath.Base(s))
+		c.Dir = filepath.Dir(s)
+		out, err := c.CombinedOutput()
+		require.NoError(t, err, "%s: %s", s, out)
+	}
+}
+
 func TestS6Layout(t *testing.T) {
 	base := "../../rootfs/etc/s6-overlay/s6-rc.d"
 	read := func(rel string) string {
@@ -277,8 +337,72 @@ func TestS6Layout(t *testing.T) {
 	require.FileExists(t, filepath.Join(base, "user/contents.d/qnetd"))
 }
 
+// templateRules are the s6-overlay and bashio rules of Home Assistant's
+// add-on template (home-assistant/addons-example, example/apparmor.txt):
+// without them s6-overlay v3 cannot run its programs from /package and
+// /command or its generated scripts under /run, and bashio cannot run.
+var templateRules = []string{
+	"file,",
+	"signal (send) set=(kill,term,int,hup,cont),",
+	"/init ix,",
+	"/bin/** ix,",
+	"/usr/bin/** ix,",
+	"/run/{s6,s6-rc*,service}/** ix,",
+	"/package/** ix,",
+	"/command/** ix,",
+	"/etc/services.d/** rwix,",
+	"/etc/cont-init.d/** rwix,",
+	"/etc/cont-finish.d/** rwix,",
+	"/run/{,**} rwk,",
+	"/dev/tty rw,",
+	"/usr/lib/bashio/** ix,",
+	"/tmp/** rwk,",
+	"/data/** rw,",
+}
+
+// ourRules are what the add-on needs beyond the template: bashio's sourced
+// files, the service scripts, the data, the import folder (addon_config),
+// upstream's certificate path, the ports and dropping privileges.
+var ourRules = []string{
+	"/usr/lib/bashio/** r,",
+	"/etc/s6-overlay/** rix,",
+	"/usr/bin/qnetd rix,",
+	"/data/** rwkl,",
+	"/config/** rw,",
+	"/etc/corosync/{,**} rwl,",
+	"network inet stream,",
+	"network inet6 stream,",
+	"network unix stream,",
+	"capability chown,",
+	"capability setuid,",
+	"capability setgid,",
+	"capability net_bind_service,",
+	"capability kill,",
+}
+
 func TestAppArmorProfile(t *testing.T) {
+	data, err := os.ReadFile("../../apparmor.txt")
+	require.NoError(t, err)
+	rules := map[string]bool{}
+	var profiles []string
+	for _, line := range strings.Split(string(data), "\n") {
+		rules[strings.TrimSpace(line)] = true
+		// The Supervisor renames the one line that starts with "profile ".
+		if strings.HasPrefix(line, "profile ") {
+			profiles = append(profiles, line)
+		}
+	}
+	require.Equal(t, []string{"profile qnetd flags=(attach_disconnected,mediate_deleted) {"}, profiles)
+	for _, r := range append(append([]string{}, templateRules...), ourRules...) {
+		require.True(t, rules[r], "apparmor.txt lacks %q", r)
+	}
+
 	requireTool(t, "apparmor_parser")
 	out, err := exec.Command("apparmor_parser", "-Q", "-K", "../../apparmor.txt").CombinedOutput()
 	require.NoError(t, err, "%s", out)
+	// The check can fail: a profile with a syntax error does not compile.
+	broken := filepath.Join(t.TempDir(), "apparmor.txt")
+	require.NoError(t, os.WriteFile(broken, []byte(strings.Replace(string(data), "/init ix,", "/init ix", 1)), 0o644))
+	out, err = exec.Command("apparmor_parser", "-Q", "-K", broken).CombinedOutput()
+	require.Error(t, err, "%s", out)
 }

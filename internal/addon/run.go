@@ -111,34 +111,49 @@ func Main(args []string, environ map[string]string, stdout, stderr io.Writer) in
 	if args[0] == "healthcheck" {
 		return healthcheck(paths, stdout, stderr)
 	}
+	if args[0] != "init" && args[0] != "run" {
+		fmt.Fprintf(stderr, "qnetd addon: unknown command %q\n%s", args[0], usage)
+		return 2
+	}
 	opts, err := LoadOptions(paths.Options)
 	if err != nil {
 		// The log level is unknown yet: say it at error level. The option
 		// and its value are in the error, which the log quotes.
 		l := NewLogger(stderr, "info")
 		l.Error().Err(err).Msg("the add-on's options are not valid; fix them in the add-on's configuration")
+		if args[0] == "run" {
+			return ExitCannotStart
+		}
 		return 1
 	}
 	log := NewLogger(stderr, opts.LogLevel)
-	switch args[0] {
-	case "init":
+	if args[0] == "init" {
 		if err := Init(paths, opts, log); err != nil {
 			log.Error().Err(err).Msg("add-on initialisation failed")
 			return 1
 		}
 		return 0
-	case "run":
-		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-		defer stop()
-		if err := Run(ctx, paths, opts, log); err != nil {
-			log.Error().Err(err).Msg("qnetd stopped")
-			return 1
-		}
-		return 0
 	}
-	fmt.Fprintf(stderr, "qnetd addon: unknown command %q\n%s", args[0], usage)
-	return 2
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	d, err := Start(paths, opts, log)
+	if err != nil {
+		log.Error().Err(err).Msg("qnetd cannot start; the add-on stops")
+		return ExitCannotStart
+	}
+	if err := d.Wait(ctx); err != nil {
+		log.Error().Err(err).Msg("qnetd stopped")
+		return 1
+	}
+	return 0
 }
+
+// ExitCannotStart is the exit status of "qnetd addon run" when the daemon
+// could not start at all (a port taken, unreadable certificates): the
+// service's finish script stops the container on it, because restarting
+// would only fail the same way, while a daemon that dies after it started
+// is restarted by s6 (rootfs/etc/s6-overlay/s6-rc.d/qnetd/finish).
+const ExitCannotStart = 3
 
 // NewLogger maps the Supervisor's level names onto zerolog; "notice" logs
 // at info and marks itself with a field.
@@ -319,10 +334,11 @@ func DaemonConfig(p Paths, o Options, log zerolog.Logger) daemon.Config {
 	return cfg
 }
 
-// Run starts the daemon with the add-on's options and serves until ctx ends.
-func Run(ctx context.Context, p Paths, o Options, log zerolog.Logger) error {
+// Start prints the banner and starts the daemon with the add-on's options:
+// every port is bound when it returns without error.
+func Start(p Paths, o Options, log zerolog.Logger) (*daemon.Daemon, error) {
 	banner(log, p, o)
-	return daemon.Run(ctx, DaemonConfig(p, o, log))
+	return daemon.Start(DaemonConfig(p, o, log))
 }
 
 // homeAssistant publishes entities when the Supervisor gave us a token

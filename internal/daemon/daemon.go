@@ -194,7 +194,7 @@ func (d *Daemon) start() error {
 			return err
 		}
 	}
-	if err := dropPrivileges(cfg.User, log); err != nil {
+	if err := dropPrivileges(cfg.User, log, cfg.IPC.Path); err != nil {
 		return err
 	}
 

@@ -78,8 +78,11 @@ func LookupUser(name string) (uid, gid int, ok bool) {
 
 // dropPrivileges switches to the unprivileged user once every port is
 // bound: binding below 1024 (the pairing port 22) is the only thing root
-// was needed for, so no capability is kept at all.
-func dropPrivileges(name string, log zerolog.Logger) error {
+// was needed for, so no capability is kept at all. The files in handOver,
+// made as root, become the user's first: the local socket, which the
+// pairing endpoint's corosync-qnetd-tool connects to as that user (as
+// upstream's daemon, which runs as its user, owns its socket).
+func dropPrivileges(name string, log zerolog.Logger, handOver ...string) error {
 	if name == "" || os.Geteuid() != 0 {
 		return nil
 	}
@@ -87,6 +90,14 @@ func dropPrivileges(name string, log zerolog.Logger) error {
 	if !ok {
 		log.Warn().Str("user", name).Msg("user not found, running as root")
 		return nil
+	}
+	for _, p := range handOver {
+		if p == "" {
+			continue
+		}
+		if err := os.Lchown(p, uid, gid); err != nil {
+			return fmt.Errorf("hand %s to user %s: %w", p, name, err)
+		}
 	}
 	if err := syscall.Setgroups([]int{gid}); err != nil {
 		return fmt.Errorf("setgroups: %w", err)

@@ -109,10 +109,17 @@ func (w *Web) health(rw http.ResponseWriter, r *http.Request) {
 			rep.Status, rep.Failed = "fail", check
 		}
 	}
-	if c, err := net.DialTimeout("tcp", dialable(w.qnetdAddr.Load().(string)), 2*time.Second); err != nil {
-		fail("listener", "qnetd port does not accept connections: "+err.Error())
+	var dialErr error
+	for _, a := range dialable(w.qnetdAddr.Load().(string)) {
+		var c net.Conn
+		if c, dialErr = net.DialTimeout("tcp", a, 2*time.Second); dialErr == nil {
+			c.Close()
+			break
+		}
+	}
+	if dialErr != nil {
+		fail("listener", "qnetd port does not accept connections: "+dialErr.Error())
 	} else {
-		c.Close()
 		rep.Checks["listener"] = "ok"
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
@@ -138,20 +145,24 @@ func (w *Web) health(rw http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(rw).Encode(rep)
 }
 
-// dialable turns a listen address into one to dial: a wildcard host
-// becomes loopback.
-func dialable(addr string) string {
+// dialable turns a listen address into the addresses to dial, in order: a
+// wildcard host becomes loopback. IPv4's loopback comes first even for
+// "[::]", which Go binds for both families: a host or container with IPv6
+// switched off has no ::1 (Docker's "--network none" has none), and ::1
+// alone would report a listening daemon as down.
+func dialable(addr string) []string {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return addr
+		return []string{addr}
 	}
-	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-		host = "127.0.0.1"
-		if ip != nil && ip.To4() == nil {
-			host = "::1"
-		}
+	ip := net.ParseIP(host)
+	if host != "" && (ip == nil || !ip.IsUnspecified()) {
+		return []string{addr}
 	}
-	return net.JoinHostPort(host, port)
+	if ip != nil && ip.To4() == nil {
+		return []string{net.JoinHostPort("127.0.0.1", port), net.JoinHostPort("::1", port)}
+	}
+	return []string{net.JoinHostPort("127.0.0.1", port)}
 }
 
 // MaxLabelledClusters is how many clusters get series of their own, the

@@ -65,6 +65,11 @@ func TestHealthNamesTheFailingCheck(t *testing.T) {
 		{"listener down", ok, closedAddr, true, true, 503, "listener"},
 		{"engine stuck", stuck, ln.Addr().String(), true, true, 503, "engine"},
 		{"pki missing", ok, ln.Addr().String(), true, false, 503, "pki"},
+		// A wildcard listen address is reached over loopback; IPv4's
+		// first, which a host without IPv6 (no ::1) has too.
+		{"wildcard listener", ok, net.JoinHostPort("::", port(ln)), true, true, 200, ""},
+		{"wildcard listener down", ok, net.JoinHostPort("::", port(closedAddr)), true, true, 503, "listener"},
+		{"v4 wildcard listener", ok, net.JoinHostPort("0.0.0.0", port(ln)), true, true, 200, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := New(Config{Status: tc.status, QnetdAddr: tc.addr, PKIRequired: tc.pki, Log: zerolog.Nop()})
@@ -76,6 +81,16 @@ func TestHealthNamesTheFailingCheck(t *testing.T) {
 			require.Equal(t, tc.failed, rep.Failed)
 		})
 	}
+}
+
+// port is the port of a listener or of an address.
+func port(a any) string {
+	s, ok := a.(string)
+	if !ok {
+		s = a.(net.Listener).Addr().String()
+	}
+	_, p, _ := net.SplitHostPort(s)
+	return p
 }
 
 func TestOnlyLoopbackAndIngressProxy(t *testing.T) {

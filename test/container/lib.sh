@@ -1,0 +1,124 @@
+#!/bin/bash
+# lib.sh: what run.sh and realpeer.sh share: run the add-on's image the way
+# the Supervisor runs an add-on, wait for Docker's events, record verdicts.
+# Sourced; the caller sets CT_OUT (reports), CT_WORK (data dirs, stand-ins),
+# CT_IMAGE and CT_TOKEN (run.sh exports them for realpeer.sh).
+# shellcheck disable=SC2034 # the CT_ variables are for the scripts that source this
+
+CT_PREFIX=qnetd-ct                  # every container of the test is named $CT_PREFIX-*
+CT_MAIN=$CT_PREFIX-main
+CT_RIG_ENV=(RIG_PREFIX=qct RIG_NET=10.93.0 "RIG_STATE=${CT_WORK:-}/rig")
+
+ct_log() { printf '[container %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# verdicts: one line each in $CT_OUT/verdicts.txt; ct_failed counts them
+ct_pass() { ct_log "PASS $*"; echo "PASS $*" >>"$CT_OUT/verdicts.txt"; }
+ct_fail() { ct_log "FAIL $*"; echo "FAIL $*" >>"$CT_OUT/verdicts.txt"; }
+ct_failed() { grep -c '^FAIL' "$CT_OUT/verdicts.txt" 2>/dev/null || true; }
+# ct_check "what" CMD...: a verdict from a command's status (the test goes
+# on either way; the verdicts decide its exit status)
+ct_check() {
+    local what=$1
+    shift
+    if "$@"; then ct_pass "$what"; else ct_fail "$what"; fi
+    return 0
+}
+
+# ct_options DIR JSON: an add-on's /data (with the options.json the
+# Supervisor writes from the Configuration tab) and its addon_config folder
+ct_options() {
+    mkdir -p "$1/data" "$1/config"
+    printf '%s\n' "$2" >"$1/data/options.json"
+}
+
+# ct_run NAME DIR NETWORK [docker run options...]: start the add-on's
+# container as the Supervisor does for this config.yaml: s6-overlay's /init
+# as PID 1 (init: false, so no docker-init), /data and the addon_config map
+# (/config), the Supervisor's token in the environment, its host name mapped
+# (for host-network add-ons the Supervisor adds "supervisor" and "hassio" to
+# /etc/hosts; here they point at loopback, where the stand-in listens), its
+# OOM score adjustment, and config.yaml's stop timeout (10 s). Docker's
+# health timing is shortened; the command is the image's HEALTHCHECK.
+# Prints the container id.
+ct_run() {
+    local name=$1 dir=$2 net=$3
+    shift 3
+    docker run -d --name "$name" --network "$net" \
+        --add-host supervisor:127.0.0.1 --add-host hassio:127.0.0.1 \
+        -e SUPERVISOR_TOKEN="$CT_TOKEN" -e HASSIO_TOKEN="$CT_TOKEN" -e TZ=Etc/UTC \
+        -v "$dir/data:/data" -v "$dir/config:/config" \
+        --oom-score-adj 200 --stop-timeout 10 \
+        --health-interval 2s --health-timeout 5s --health-retries 3 --health-start-period 30s \
+        --label dev.qnetd-test=container "$@" "$CT_IMAGE"
+}
+
+ct_pid() { docker inspect -f '{{.State.Pid}}' "$1"; }
+ct_id() { docker inspect -f '{{.Id}}' "$1"; }
+
+# ct_wait_event ID SINCE TIMEOUT REGEX: wait for a Docker event of the
+# container (its status line, e.g. "health_status: healthy" or "die") that
+# matches REGEX in full, replaying from SINCE (seconds since the epoch).
+ct_wait_event() {
+    local id=$1 since=$2 to=$3 re=$4 fifo pid rc
+    fifo=$(mktemp -u "$CT_WORK/events.XXXXXX")
+    mkfifo "$fifo"
+    timeout "$to" docker events --since "$since" --filter "container=$id" --format '{{.Status}}' >"$fifo" &
+    pid=$!
+    grep -m1 -qxE "$re" <"$fifo"
+    rc=$?
+    kill "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    rm -f "$fifo"
+    return $rc
+}
+
+# ct_health NAME: Docker's health status now
+ct_health() { docker inspect -f '{{.State.Health.Status}}' "$1"; }
+
+# ct_daemon_pid NAME: the qnetd longrun's pid inside the container, as s6
+# reports it (-1 while it is down)
+ct_daemon_pid() { docker exec "$1" s6-svstat -o pid /run/service/qnetd; }
+
+# ct_standin NAME: the Supervisor API stand-in on 127.0.0.1:80 in the
+# container's network namespace; its pid goes to $CT_WORK/standin-NAME.pid
+ct_standin() {
+    local name=$1 pid af="$CT_WORK/standin-$1.addr"
+    rm -f "$af"
+    pid=$(ct_pid "$name")
+    setsid nsenter -t "$pid" -n -- "$CT_WORK/supervisor" -listen 127.0.0.1:80 -token "$CT_TOKEN" \
+        -record "$CT_OUT/supervisor-requests.txt" -addr-file "$af" \
+        </dev/null >>"$CT_OUT/supervisor-standin.log" 2>&1 &
+    echo $! >"$CT_WORK/standin-$name.pid"
+    ct_wait_file "$af" 10
+}
+ct_standin_stop() {
+    local f="$CT_WORK/standin-$1.pid"
+    [ -f "$f" ] || return 0
+    kill "$(cat "$f")" 2>/dev/null
+    rm -f "$f"
+}
+
+# ct_wait_file FILE SECONDS: a file another process writes once
+ct_wait_file() {
+    local i
+    for ((i = 0; i < $2 * 10; i++)); do
+        [ -s "$1" ] && return 0
+        sleep 0.1 # the writer has no other signal than the file itself
+    done
+    return 1
+}
+
+# ct_stop NAME: docker stop as the Supervisor stops an add-on; sets
+# CT_STOP_S (seconds) and CT_STOP_RC (the container's exit code)
+ct_stop() {
+    local t0
+    t0=$(date +%s.%N)
+    docker stop -t 10 "$1" >/dev/null
+    CT_STOP_S=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')
+    CT_STOP_RC=$(docker inspect -f '{{.State.ExitCode}}' "$1")
+}
+
+# ct_health_log NAME FILE: Docker's health history, as docker inspect has it
+ct_health_log() {
+    docker inspect -f '{{range .State.Health.Log}}{{.Start.Format "15:04:05.000"}} exit={{.ExitCode}} {{printf "%q" .Output}}{{"\n"}}{{end}}' "$1" >"$2"
+}

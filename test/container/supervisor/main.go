@@ -1,0 +1,79 @@
+// Command supervisor is the container test's stand-in for the part of the
+// Home Assistant Supervisor that the add-on calls: Home Assistant's REST API
+// behind http://supervisor/core/api, authorised by the SUPERVISOR_TOKEN the
+// Supervisor gives the add-on. It records every request, one line each, for
+// the test to read: "METHOD PATH auth=ok|bad BODY".
+//
+// The test also uses it to hold a port that the add-on then cannot bind.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+)
+
+func main() {
+	listen := flag.String("listen", "127.0.0.1:80", "listen address")
+	token := flag.String("token", "", "the SUPERVISOR_TOKEN the add-on must send")
+	record := flag.String("record", "", "file the requests are appended to")
+	addrFile := flag.String("addr-file", "", "file the bound address is written to once listening")
+	flag.Parse()
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		log.Fatal(err)
+	}
+	var mu sync.Mutex
+	var out io.Writer = io.Discard
+	if *record != "" {
+		f, err := os.OpenFile(*record, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer f.Close()
+		out = f
+	}
+	seen := map[string]bool{}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<16))
+		auth := "bad"
+		if *token != "" && r.Header.Get("Authorization") == "Bearer "+*token {
+			auth = "ok"
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprintf(out, "%s %s auth=%s %s\n", r.Method, r.URL.Path, auth, strings.TrimSpace(string(body)))
+		switch {
+		case auth != "ok":
+			http.Error(w, `{"message":"Unauthorized"}`, http.StatusUnauthorized)
+		case r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/core/api/states/"):
+			// Home Assistant answers 201 when it creates the entity, 200
+			// when it updates one.
+			w.Header().Set("Content-Type", "application/json")
+			if !seen[r.URL.Path] {
+				seen[r.URL.Path] = true
+				w.WriteHeader(http.StatusCreated)
+			}
+			_, _ = w.Write(body)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+	if *addrFile != "" {
+		// written whole, then renamed: a reader never sees half of it
+		if err := os.WriteFile(*addrFile+".tmp", []byte(ln.Addr().String()+"\n"), 0o644); err != nil {
+			log.Fatal(err)
+		}
+		if err := os.Rename(*addrFile+".tmp", *addrFile); err != nil {
+			log.Fatal(err)
+		}
+	}
+	log.Fatal(http.Serve(ln, h))
+}
