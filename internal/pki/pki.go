@@ -63,14 +63,12 @@ var ErrNotInitialized = errors.New("certificate database not initialised")
 
 // Authority is a loaded CA with its server certificate.
 type Authority struct {
-	Dir        string
-	CA         *x509.Certificate
-	CAKey      crypto.Signer
-	Server     *x509.Certificate
-	ServerKey  crypto.Signer
-	caPEM      []byte
-	serverPEM  []byte
-	serverKeyD []byte
+	Dir       string
+	CA        *x509.Certificate
+	CAKey     crypto.Signer
+	Server    *x509.Certificate
+	ServerKey crypto.Signer
+	caPEM     []byte
 }
 
 // Initialized reports whether dir holds a complete certificate set.
@@ -283,12 +281,6 @@ func parseBundle(dir string, data []byte) (*Authority, error) {
 		return nil, fmt.Errorf("server certificate is not signed by the CA: %w", err)
 	}
 	a.caPEM = pemBlock("CERTIFICATE", a.CA.Raw)
-	a.serverPEM = pemBlock("CERTIFICATE", a.Server.Raw)
-	der, err := x509.MarshalPKCS8PrivateKey(a.ServerKey)
-	if err != nil {
-		return nil, err
-	}
-	a.serverKeyD = pemBlock("PRIVATE KEY", der)
 	return a, nil
 }
 
@@ -379,9 +371,6 @@ func (a *Authority) TLSConfig(clientCertRequired bool) *tls.Config {
 
 // CAPEM is the CA certificate as the nodes import it.
 func (a *Authority) CAPEM() []byte { return a.caPEM }
-
-// ServerPEM returns the server certificate and key (for tests and tools).
-func (a *Authority) ServerPEM() (cert, key []byte) { return a.serverPEM, a.serverKeyD }
 
 func readSerial(dir string) (int, error) {
 	data, err := os.ReadFile(filepath.Join(dir, SerialFile))

@@ -199,7 +199,7 @@ func TestRequestFromNSSCertutil(t *testing.T) {
 	// NSS accepts the server certificate as an SSL server (what the nodes
 	// check), and refuses the cluster certificate as one: its Extended Key
 	// Usage is clientAuth only.
-	srv, _ := a.ServerPEM()
+	srv := pemBlock("CERTIFICATE", a.Server.Raw)
 	require.NoError(t, os.WriteFile(filepath.Join(db, "server.pem"), srv, 0o600))
 	run("-A", "-d", "sql:"+db, "-n", "Server", "-t", ",,", "-a", "-i", filepath.Join(db, "server.pem"))
 	run("-V", "-d", "sql:"+db, "-n", "Server", "-u", "V")
