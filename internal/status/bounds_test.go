@@ -166,7 +166,10 @@ func unchangedRefreshAllocs(t *testing.T, n int) float64 {
 func TestRefreshDoesNotMarshalTheHistory(t *testing.T) {
 	empty := unchangedRefreshAllocs(t, 0)
 	full := unchangedRefreshAllocs(t, MaxHistoryEvents)
-	require.LessOrEqual(t, full, empty+2, "allocations per unchanged refresh: %v with %d events, %v without", full, MaxHistoryEvents, empty)
+	// A margin of a few allocations: under the race detector sync.Pool
+	// drops items at random, so the encoder's buffers vary from run to
+	// run. Marshalling the history would cost over a thousand.
+	require.LessOrEqual(t, full, empty+10, "allocations per unchanged refresh: %v with %d events, %v without", full, MaxHistoryEvents, empty)
 }
 
 // TestPageJSONIsTheView: the JSON the page puts together from its parts
