@@ -123,16 +123,13 @@ func buildView(s *engine.Status, addr string, rec *Recorder, p Pairing, now time
 // voteWord is the vote the node holds: the last ACK/NACK, unless the last
 // answer told it to stop voting.
 func voteWord(n engine.NodeStatus) string {
-	switch n.LastSentVote {
-	case wire.VoteAskLater, wire.VoteWaitForReply:
+	switch {
+	case !n.Waiting():
+		return n.LastSentAckNack.String()
+	case n.LastSentVote == wire.VoteAskLater || n.LastSentVote == wire.VoteWaitForReply:
 		return "waiting"
-	case wire.VoteUndefined:
-		return "none yet"
 	}
-	if n.LastSentAckNack == wire.VoteUndefined {
-		return "none yet"
-	}
-	return n.LastSentAckNack.String()
+	return "none yet"
 }
 
 // Config wires the page to the daemon.

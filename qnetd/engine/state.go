@@ -37,23 +37,21 @@ func States() []State {
 	return []State{StateHealthy, StateDegraded, StateSplit, StateNoVote, StateWaiting}
 }
 
-// holdsVote reports whether the node's last answer lets it cast the
+// HoldsVote reports whether the node's last answer lets it cast the
 // qdevice vote.
-func (n *NodeStatus) holdsVote() bool {
-	return !n.waiting() && n.LastSentAckNack == wire.VoteACK
+func (n *NodeStatus) HoldsVote() bool {
+	return !n.Waiting() && n.LastSentAckNack == wire.VoteACK
 }
 
-// waiting reports whether the node has no usable answer yet.
-func (n *NodeStatus) waiting() bool {
+// Waiting reports whether the node has no usable answer yet: none at all,
+// or the last one told it to ask later or wait.
+func (n *NodeStatus) Waiting() bool {
 	switch n.LastSentVote {
 	case wire.VoteUndefined, wire.VoteAskLater, wire.VoteWaitForReply:
 		return true
 	}
 	return n.LastSentAckNack == wire.VoteUndefined
 }
-
-// HoldsVote reports whether the node casts the qdevice vote.
-func (n *NodeStatus) HoldsVote() bool { return n.holdsVote() }
 
 // assess fills in State and StateReason.
 func (cs *ClusterStatus) assess() {
@@ -68,9 +66,9 @@ func (cs *ClusterStatus) computeState() (State, string) {
 	for i := range cs.Nodes {
 		n := &cs.Nodes[i]
 		switch {
-		case n.waiting():
+		case n.Waiting():
 			waiting = append(waiting, n.NodeID)
-		case n.holdsVote():
+		case n.HoldsVote():
 			voting = append(voting, n.NodeID)
 		default:
 			notVoting = append(notVoting, n.NodeID)
