@@ -244,21 +244,12 @@ func (d *Daemon) startPairing() error {
 	if pc == nil {
 		return nil
 	}
-	ec := pc.Endpoint
-	ec.Log = d.log
-	sock := d.cfg.IPC.Path
-	ec.Tool = func(args []string, stdout, stderr io.Writer) int {
-		return adminipc.ToolMain(append([]string{"-p", sock}, args...), stdout, stderr)
-	}
-	pair, err := pairing.New(ec)
-	if err != nil {
-		return fmt.Errorf("pairing endpoint: %w", err)
-	}
-	d.pair = pair
-	d.undo = append(d.undo, func() { pair.Close() })
-	d.pln = pc.Listener
-	if d.pln == nil {
-		if d.pln, err = net.Listen("tcp", ":"+strconv.Itoa(pc.Port)); err != nil {
+	// The port first: when it is taken, pairing stays off and nothing
+	// else of it was made.
+	ln := pc.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", ":"+strconv.Itoa(pc.Port)); err != nil {
 			if !errors.Is(err, syscall.EADDRINUSE) {
 				return fmt.Errorf("pairing endpoint on port %d (option pairing_port): %w", pc.Port, err)
 			}
@@ -269,13 +260,22 @@ func (d *Daemon) startPairing() error {
 				"~/.ssh/config stanza it then shows to the Proxmox node before running pvecm qdevice setup.", pc.Port)
 			d.log.Error().Int("pairing_port", pc.Port).Err(err).
 				Msg("pairing is off: its port is taken (an SSH add-on?); set pairing_port to a free port such as 2222 and restart; the status page shows the next steps")
-			pair.Close()
-			d.pair, d.pln = nil, nil
-			d.undo = d.undo[:len(d.undo)-1]
 			return nil
 		}
 	}
-	d.undo = append(d.undo, func() { d.pln.Close() })
+	d.undo = append(d.undo, func() { ln.Close() })
+	ec := pc.Endpoint
+	ec.Log = d.log
+	sock := d.cfg.IPC.Path
+	ec.Tool = func(args []string, stdout, stderr io.Writer) int {
+		return adminipc.ToolMain(append([]string{"-p", sock}, args...), stdout, stderr)
+	}
+	pair, err := pairing.New(ec)
+	if err != nil {
+		return fmt.Errorf("pairing endpoint: %w", err)
+	}
+	d.pair, d.pln = pair, ln
+	d.undo = append(d.undo, func() { pair.Close() })
 	return nil
 }
 
