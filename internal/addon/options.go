@@ -19,10 +19,6 @@ import (
 	"github.com/qnetd-addon/qnetd/qnetd/certname"
 )
 
-// IngressPort is config.yaml's ingress_port: the status page, /health and
-// /metrics listen here.
-const IngressPort = 8403
-
 // Options is /data/options.json as the Supervisor writes it from the
 // add-on's configuration (config.yaml lists the same keys).
 type Options struct {
@@ -100,14 +96,6 @@ func (o Options) Validate() error {
 		}
 		if o.PairingPort == o.Port {
 			return &OptionError{"pairing_port", o.PairingPort, fmt.Sprintf("a port other than the qnetd port (%d)", o.Port)}
-		}
-	}
-	for _, p := range []struct {
-		name string
-		port int
-	}{{"port", o.Port}, {"pairing_port", o.PairingPort}} {
-		if p.port == IngressPort && (p.name == "port" || o.PairingEnabled) {
-			return &OptionError{p.name, p.port, fmt.Sprintf("a port other than %d, which the status page uses", IngressPort)}
 		}
 	}
 	if o.PairingPassword != "" && len(o.PairingPassword) < 8 {

@@ -35,7 +35,7 @@ func TestPathsFromEnvironment(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "/etc/corosync/qnetd/nssdb", p.NSSLink)
 	require.Equal(t, "coroqnetd", p.User)
-	require.Equal(t, ":8403", p.IngressAddr)
+	require.Equal(t, "", p.IngressAddr, "the Supervisor assigns it at start")
 	require.Equal(t, "http://supervisor", p.Supervisor, "its MQTT service")
 	require.Equal(t, "http://supervisor/core/api", p.SupervisorAPI, "Home Assistant's REST API")
 

@@ -59,9 +59,6 @@ func (p Paths) ImportFile() string { return filepath.Join(p.Config, "qnetd-impor
 func LoadPaths(environ map[string]string) (Paths, error) {
 	var p Paths
 	err := env.ParseWithOptions(&p, env.Options{Environment: environ})
-	if p.IngressAddr == "" {
-		p.IngressAddr = ":" + strconv.Itoa(IngressPort)
-	}
 	// Set but empty means "none" (a local run: no link in /etc, no user
 	// switch), where the env package would take the container's default.
 	if v, ok := environ["QNETD_ADDON_NSS_LINK"]; ok && v == "" {
@@ -200,11 +197,18 @@ func Init(p Paths, o Options, log zerolog.Logger) error {
 	}
 	if o.PairingEnabled {
 		// Host keys are made once, here, so that the daemon's user owns them.
-		pair, err := pairing.New(pairing.Config{DataDir: p.Data, PKIDir: p.PKIDir(), Log: log})
+		pair, err := pairing.New(pairing.Config{DataDir: p.Data, PKIDir: p.PKIDir(), Password: o.PairingPassword,
+			AuthorizedKeys: o.AuthorizedKeys, Log: log})
 		if err != nil {
 			return fmt.Errorf("pairing endpoint: %w", err)
 		}
+		// The first start makes a one-time pairing password, so that
+		// pvecm can pair without an option set first (DOCS.md).
+		_, err = pair.FirstOneTime()
 		pair.Close()
+		if err != nil {
+			return fmt.Errorf("one-time pairing password: %w", err)
+		}
 	}
 	if err := linkNSS(p); err != nil {
 		log.Warn().Err(err).Str("path", p.NSSLink).Msg("cannot link upstream's certificate path to the data dir")
@@ -214,6 +218,8 @@ func Init(p Paths, o Options, log zerolog.Logger) error {
 			return fmt.Errorf("create %s: %w", d, err)
 		}
 	}
+	// A previous run's address would send the health check astray.
+	_ = os.Remove(filepath.Join(p.RunDir, webAddrFile))
 	return chownTo(p.User, log, p.Data, p.RunDir)
 }
 
@@ -338,7 +344,15 @@ func DaemonConfig(p Paths, o Options, log zerolog.Logger) daemon.Config {
 // every port is bound when it returns without error.
 func Start(p Paths, o Options, log zerolog.Logger) (*daemon.Daemon, error) {
 	banner(log, p, o)
-	return daemon.Start(DaemonConfig(p, o, log))
+	p.IngressAddr = ingressAddr(p, log)
+	d, err := daemon.Start(DaemonConfig(p, o, log))
+	if err != nil {
+		return nil, err
+	}
+	if err := saveWebAddr(p.RunDir, d.WebAddr()); err != nil {
+		log.Warn().Err(err).Msg("the health check will not find the status page")
+	}
+	return d, nil
 }
 
 // homeAssistant publishes entities when the Supervisor gave us a token
@@ -377,9 +391,9 @@ func hostAddress() string {
 
 // healthcheck is the Docker HEALTHCHECK: GET /health on the ingress port.
 func healthcheck(p Paths, stdout, stderr io.Writer) int {
-	host, port, err := net.SplitHostPort(p.IngressAddr)
+	host, port, err := net.SplitHostPort(healthAddr(p))
 	if err != nil {
-		fmt.Fprintln(stderr, "healthcheck:", err)
+		fmt.Fprintln(stderr, "healthcheck: where the status page listens:", err)
 		return 1
 	}
 	if host == "" || host == "0.0.0.0" || host == "::" {

@@ -282,8 +282,15 @@ func (d *Daemon) startPairing() error {
 func (d *Daemon) startWeb(w *web.Web, rec *status.Recorder) error {
 	wc := d.cfg.Web
 	w.SetQnetdAddr(d.ln.Addr().String())
-	d.page = status.New(status.Config{Status: d.srv.Status, Address: d.ln.Addr().String(), Recorder: rec,
-		Pairing: d.pairingInfo})
+	sc := status.Config{Status: d.srv.Status, Address: d.ln.Addr().String(), Recorder: rec,
+		Pairing: d.pairingInfo}
+	if d.pair != nil {
+		sc.RenewOneTime = func() error {
+			_, err := d.pair.RenewOneTime()
+			return err
+		}
+	}
+	d.page = status.New(sc)
 	d.page.Register(w.Handle)
 	d.wln = wc.Listener
 	if d.wln == nil {
@@ -307,8 +314,11 @@ func (d *Daemon) pairingInfo() status.Pairing {
 	if ta, ok := d.pln.Addr().(*net.TCPAddr); ok {
 		port = ta.Port
 	}
+	ot := d.pair.OneTime().View(time.Now())
 	pi := status.Pairing{Enabled: true, Host: host, Port: port, Command: "pvecm qdevice setup " + host,
-		Fingerprints: d.pair.HostKeyFingerprints()}
+		Fingerprints: d.pair.HostKeyFingerprints(), PasswordOption: d.cfg.Pairing.Endpoint.Password != "",
+		OneTime: &status.OneTimePassword{State: string(ot.State), Password: ot.Password, Expires: ot.Expires,
+			UsedAt: ot.UsedAt, UsedBy: ot.UsedBy}}
 	if port != 22 {
 		pi.SSHConfig = pairing.SSHConfigStanza(host, port)
 	}

@@ -32,6 +32,9 @@ type session struct {
 	s            *Server
 	ip           string
 	passwordOnly bool // logged in with the password: may only install a key
+	// oneTime names the one-time password the session logged in with
+	// (OneTime.check): its first installed key uses it up.
+	oneTime string
 	// identity is the SSH key the session logged in with: the pairing
 	// identity that owns the cluster names it has signed (pki.SignFor).
 	identity pki.Identity
@@ -204,11 +207,27 @@ func (ss *session) installKeys(ch ssh.Channel) int {
 		ss.s.log.Warn().Str("addr", ss.ip).Int("max_bytes", maxKeyInput).Msg("pairing: key installation refused: too large")
 		return 1
 	}
-	added, present, err := ss.s.keys.install(data)
-	if err != nil {
+	var added, present []authKey
+	install := func() (string, error) {
+		var err error
+		if added, present, err = ss.s.keys.install(data); err != nil || len(added) == 0 {
+			return "", err
+		}
+		return ssh.FingerprintSHA256(added[0].key), nil
+	}
+	if ss.oneTime == "" {
+		_, err = install()
+	} else if err = ss.s.oneTime.use(ss.oneTime, ss.s.now(), install); err == nil && len(added) > 0 {
+		ss.s.log.Info().Str("addr", ss.ip).Str("key", ssh.FingerprintSHA256(added[0].key)).
+			Msg("pairing: the one-time pairing password is used up: it installed this key")
+	}
+	if err != nil && len(added) == 0 {
 		fmt.Fprintf(stderr, "qnetd pairing: keys not installed: %v\n", err)
 		ss.s.log.Warn().Str("addr", ss.ip).Err(err).Msg("pairing: key installation refused")
 		return 1
+	}
+	if err != nil {
+		ss.s.log.Error().Str("addr", ss.ip).Err(err).Msg("pairing: one-time password state not saved")
 	}
 	for _, a := range added {
 		ss.s.log.Info().Str("addr", ss.ip).Str("key", ssh.FingerprintSHA256(a.key)).Str("type", a.key.Type()).Str("comment", sanitizeComment(a.comment)).

@@ -158,6 +158,13 @@ func parseKeyLine(line string) (ssh.PublicKey, string, error) {
 	return k, comment, nil
 }
 
+// count is how many keys may log in (options and installed).
+func (ks *keyStore) count() int {
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	return len(ks.opt) + len(ks.inst)
+}
+
 func (ks *keyStore) lookup(k ssh.PublicKey) (authKey, bool) {
 	id := string(k.Marshal())
 	ks.mu.Lock()

@@ -146,6 +146,7 @@ type Server struct {
 	pkiDir   string
 	hostKeys []ssh.Signer
 	keys     *keyStore
+	oneTime  *OneTime
 	limiter  *limiter
 	certMu   sync.Mutex // one corosync-qnetd-certutil at a time
 	tmpMu    sync.Mutex // uploads to /tmp
@@ -225,8 +226,43 @@ func New(cfg Config) (*Server, error) {
 	if s.keys, err = loadKeyStore(filepath.Join(s.dir, "authorized_keys"), cfg.AuthorizedKeys, s.log); err != nil {
 		return nil, err
 	}
+	if s.oneTime, err = OpenOneTime(s.dir); err != nil {
+		return nil, fmt.Errorf("pairing: %w", err)
+	}
 	s.cleanTmp()
 	return s, nil
+}
+
+// OneTime is the one-time pairing password (onetime.go).
+func (s *Server) OneTime() *OneTime { return s.oneTime }
+
+// FirstOneTime makes the one-time pairing password on the endpoint's
+// first start: when none was ever made and no key may log in yet, so that
+// pairing works without setting an option first. It reports whether it
+// made one.
+func (s *Server) FirstOneTime() (bool, error) {
+	if s.oneTime.Made() || s.keys.count() > 0 {
+		return false, nil
+	}
+	v, err := s.oneTime.Renew(s.now())
+	if err != nil {
+		return false, err
+	}
+	s.log.Info().Time("expires", v.Expires).
+		Msg("pairing: made a one-time pairing password for the first pairing; the status page's pairing card shows it")
+	return true, nil
+}
+
+// RenewOneTime makes a new one-time pairing password at the admin's
+// request (the status page); the earlier one stops working.
+func (s *Server) RenewOneTime() (OneTimeView, error) {
+	v, err := s.oneTime.Renew(s.now())
+	if err != nil {
+		return v, err
+	}
+	s.log.Info().Time("expires", v.Expires).
+		Msg("pairing: made a new one-time pairing password at the admin's request; the status page's pairing card shows it")
+	return v, nil
 }
 
 // HostKeyFingerprints returns the host keys' SHA256 fingerprints as the
@@ -346,6 +382,10 @@ func (s *Server) logStart(addr net.Addr) {
 	ev.Msg("pairing: SSH endpoint for `pvecm qdevice setup` listening; check its host_keys at the first-contact prompt")
 	if s.cfg.Password != "" {
 		s.log.Info().Msg("pairing: password login is on (only to install a key with ssh-copy-id); switch it off once paired")
+	}
+	if v := s.oneTime.View(s.now()); v.State == OneTimeValid {
+		s.log.Info().Time("expires", v.Expires).
+			Msg("pairing: a one-time pairing password is valid; the status page's pairing card shows it")
 	}
 	if port != 0 && port != 22 {
 		s.log.Info().Int("port", port).Str("ssh_config", SSHConfigStanza(s.cfg.PublicHost, port)).
@@ -493,6 +533,7 @@ type connState struct {
 	badUser        string
 	blocked        bool // a password was refused: the source is blocked
 	budgetRefused  bool // a password was refused: no budget left
+	noPassword     bool // a password was offered, but none is set
 	timedOut       bool // closed at preAuthTimeout
 }
 
@@ -519,10 +560,11 @@ func (s *Server) serverConfig(st *connState) *ssh.ServerConfig {
 			return nil, errors.New("key not authorised")
 		},
 	}
-	if s.cfg.Password != "" {
-		cfg.PasswordCallback = func(meta ssh.ConnMetadata, pw []byte) (*ssh.Permissions, error) {
-			return s.checkPassword(st, meta.User(), pw)
-		}
+	// Always offered: a one-time password may be made while the endpoint
+	// runs (the status page), and checkPassword says why when there is
+	// no password to check.
+	cfg.PasswordCallback = func(meta ssh.ConnMetadata, pw []byte) (*ssh.Permissions, error) {
+		return s.checkPassword(st, meta.User(), pw)
 	}
 	for _, k := range s.hostKeys {
 		cfg.AddHostKey(k)
@@ -542,6 +584,12 @@ func (s *Server) checkPassword(st *connState, user string, pw []byte) (*ssh.Perm
 		return nil, errors.New("unknown user")
 	}
 	now := s.now()
+	if s.cfg.Password == "" && s.oneTime.View(now).State != OneTimeValid {
+		// Nothing to check, so nothing to guess: no budget is spent.
+		st.noPassword = true
+		return nil, &ssh.BannerError{Err: errors.New("no password set"), Message: "qnetd pairing: password logins are off: no pairing password is set and no one-time pairing password is valid. " +
+			"Make a one-time password on the add-on's status page (pairing card), or put this node's public key in the add-on's authorized_keys option.\n"}
+	}
 	if b, until, first := s.limiter.blocked(st.src); b {
 		st.blocked = true
 		wait := until.Sub(now).Round(time.Second)
@@ -576,9 +624,13 @@ func (s *Server) checkPassword(st *connState, user string, pw []byte) (*ssh.Perm
 		s.log.Info().Int("refused", turn.refused).Time("since", turn.refusedSince).
 			Msg("pairing: checking passwords again")
 	}
-	if subtle.ConstantTimeCompare(pw, []byte(s.cfg.Password)) == 1 {
+	if s.cfg.Password != "" && subtle.ConstantTimeCompare(pw, []byte(s.cfg.Password)) == 1 {
 		s.limiter.passwordRight()
 		return &ssh.Permissions{Extensions: map[string]string{"auth": "password"}}, nil
+	}
+	if ticket, ok := s.oneTime.check(pw, now); ok {
+		s.limiter.passwordRight()
+		return &ssh.Permissions{Extensions: map[string]string{"auth": "password", "one_time": ticket}}, nil
 	}
 	st.passwordFailed = true
 	n, block := s.limiter.fail(st.src)
@@ -632,11 +684,13 @@ func (s *Server) handleConn(c net.Conn, ip, src string) {
 	s.loggedIn(c)
 	s.limiter.success(st.src)
 	perms := sc.Permissions.Extensions
-	sess := &session{s: s, ip: st.ip, passwordOnly: perms["auth"] == "password"}
+	sess := &session{s: s, ip: st.ip, passwordOnly: perms["auth"] == "password", oneTime: perms["one_time"]}
 	if !sess.passwordOnly {
 		sess.identity = keyIdentity(perms["type"], perms["key"], perms["comment"])
 	}
-	if sess.passwordOnly {
+	if sess.oneTime != "" {
+		s.log.Info().Str("addr", st.ip).Msg("pairing: logged in with the one-time pairing password (may only install a key)")
+	} else if sess.passwordOnly {
 		s.log.Info().Str("addr", st.ip).Msg("pairing: logged in with the password (may only install a key)")
 	} else {
 		// The key's comment is the client's text: a field, not the message.
@@ -702,6 +756,13 @@ func (s *Server) loginFailed(st *connState, err error) {
 	switch {
 	case st.passwordFailed, st.blocked, st.budgetRefused:
 		// logged per password
+	case st.noPassword:
+		// Nothing secret was checked: no failure is counted.
+		ev := s.logEvent(s.log.Warn(), st)
+		if st.keyRejected != "" {
+			ev = ev.Str("key", st.keyRejected)
+		}
+		ev.Msg("pairing: login refused: a password was offered, but no pairing password is set and no one-time password is valid; make one on the status page's pairing card")
 	case st.badUser != "":
 		n, _ := s.limiter.fail(st.src)
 		s.logEvent(s.log.Warn(), st).Str("user", st.badUser).Int("failures", n).

@@ -544,7 +544,8 @@ func TestWrongPasswords(t *testing.T) {
 
 // TestPasswordOnlyInstallsKeys: the password logs in only to install a
 // key (the ssh-copy-id command); no commands, no sftp. Without a password
-// option, password logins are not offered.
+// option and without a valid one-time password, a password is refused
+// unchecked and ssh shows why.
 func TestPasswordOnlyInstallsKeys(t *testing.T) {
 	f := newSecFixture(t, nil)
 	cl, err := f.ts.dialGo("", ssh.Password("correct horse"))
@@ -562,14 +563,16 @@ func TestPasswordOnlyInstallsKeys(t *testing.T) {
 	out, err := f.goRun(t, cl, "exit")
 	require.NoError(t, err, out)
 
-	// The real user: no password option, no password login.
+	// The real user: no password option, no one-time password, no
+	// password login, and the banner says what to do.
 	c := newClient(t)
 	ts := startServer(t, nil)
 	c.trust(ts)
 	c.password = "anything"
-	r := c.ssh(ts, []string{"-o", "BatchMode=no", "-o", "PreferredAuthentications=password"}, "exit")
+	r := c.ssh(ts, []string{"-o", "BatchMode=no", "-o", "PreferredAuthentications=password", "-o", "LogLevel=INFO"}, "exit")
 	require.Equal(t, 255, r.code, r.String())
-	require.Contains(t, r.stderr, "Permission denied (publickey)")
+	require.Contains(t, r.stderr, "Permission denied")
+	require.Contains(t, r.stderr, "password logins are off: no pairing password is set and no one-time pairing password is valid")
 	_, err = ts.dialGo("", ssh.Password(""))
 	require.Error(t, err)
 

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"mime"
 	"net/http"
 	"sync"
 	"time"
@@ -28,6 +29,22 @@ type Pairing struct {
 	SSHConfig    string   `json:"ssh_config,omitempty"`
 	// Problem, when set, says why pairing is not available and what to do.
 	Problem string `json:"problem,omitempty"`
+	// PasswordOption: the pairing_password option is set.
+	PasswordOption bool `json:"password_option"`
+	// OneTime is the one-time pairing password (nil when pairing is off).
+	// Ingress shows the page only to Home Assistant's admins.
+	OneTime *OneTimePassword `json:"one_time,omitempty"`
+}
+
+// OneTimePassword is the pairing card's one-time password: its state
+// (none, valid, used, expired), the password while it is valid, and when
+// it expires or was used up by which key.
+type OneTimePassword struct {
+	State    string    `json:"state"`
+	Password string    `json:"password,omitempty"`
+	Expires  time.Time `json:"expires,omitzero"`
+	UsedAt   time.Time `json:"used_at,omitzero"`
+	UsedBy   string    `json:"used_by,omitempty"`
 }
 
 // View is the page's JSON: everything it shows.
@@ -140,7 +157,10 @@ type Config struct {
 	Address  string
 	Recorder *Recorder
 	Pairing  func() Pairing
-	Now      func() time.Time
+	// RenewOneTime makes a new one-time pairing password (the pairing
+	// card's button); nil when pairing is off.
+	RenewOneTime func() error
+	Now          func() time.Time
 }
 
 // Page serves the status page and keeps its view current.
@@ -246,6 +266,28 @@ func (p *Page) Register(handle func(pattern string, h http.Handler)) {
 	handle("GET /style.css", http.FileServerFS(static))
 	handle("GET /api/status", http.HandlerFunc(p.serveJSON))
 	handle("GET /api/events", http.HandlerFunc(p.serveEvents))
+	handle("POST /api/pairing/one-time-password", http.HandlerFunc(p.renewOneTime))
+}
+
+// renewOneTime is the pairing card's "make a new one-time password"
+// button. Only a request the page's own script can make is taken: a JSON
+// body, which a form on another site cannot send without the browser
+// asking this server first (and it never says yes).
+func (p *Page) renewOneTime(w http.ResponseWriter, r *http.Request) {
+	if p.cfg.RenewOneTime == nil {
+		http.Error(w, "pairing is off: switch on the option pairing_enabled to make a one-time pairing password", http.StatusConflict)
+		return
+	}
+	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/json" {
+		http.Error(w, "send the request from the status page (Content-Type: application/json)", http.StatusUnsupportedMediaType)
+		return
+	}
+	if err := p.cfg.RenewOneTime(); err != nil {
+		http.Error(w, "cannot make a one-time pairing password: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	_ = p.Refresh(r.Context())
+	p.serveJSON(w, r)
 }
 
 func (p *Page) current(ctx context.Context) []byte {

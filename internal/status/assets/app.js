@@ -41,12 +41,57 @@ function render(st) {
   $("history").innerHTML = st.history.slice().reverse().map((e) =>
     `<li><time datetime="${esc(e.time)}">${new Date(e.time).toLocaleTimeString()}</time><strong>${esc(e.cluster)}</strong>: ${esc(e.text)}</li>`
   ).join("") || `<li class="muted">Nothing was decided in the last hour.</li>`;
-  const p = st.pairing;
+  renderPairing(st.pairing);
+}
+
+// oneTimeCard is the pairing card's password part: the one-time password
+// while it is valid, else what happened to it, and the button for a new one.
+function oneTimeCard(p) {
+  const ot = p.one_time || { state: "none" };
+  const until = (t) => new Date(t).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  let text;
+  switch (ot.state) {
+    case "valid":
+      text = `<p>When <code>pvecm</code> asks for root's password, enter this one-time pairing password:</p>
+        <pre class="secret" id="one-time-password">${esc(ot.password)}</pre>
+        <p class="muted">Valid until ${esc(until(ot.expires))}; the first node key it installs uses it up.</p>`;
+      break;
+    case "used":
+      text = `<p>The one-time pairing password was used ${esc(ago(ot.used_at))} to install the key ${esc(ot.used_by || "")}.</p>`;
+      break;
+    case "expired":
+      text = `<p>The one-time pairing password expired at ${esc(until(ot.expires))} without being used.</p>`;
+      break;
+    default:
+      text = `<p>No one-time pairing password was made.</p>`;
+  }
+  if (p.password_option) text += `<p class="muted">The password of the option <code>pairing_password</code> works as well.</p>`;
+  const again = ot.state === "valid" ? "Make a new one (the one above stops working)" : "Make a one-time pairing password";
+  return text + `<p><button type="button" id="new-one-time">${again}</button> <span id="one-time-error" class="bad-text"></span></p>`;
+}
+
+function renderPairing(p) {
   $("pairing").innerHTML = p.problem ? `<h2>Pair a Proxmox cluster</h2><article class="card warn"><p>${esc(p.problem)}</p></article>`
     : !p.enabled ? "" : `<h2>Pair a Proxmox cluster</h2><article class="card">
     <p>On one Proxmox node, as root:</p><pre>${esc(p.command)}</pre>
     ${p.ssh_config ? `<p>The pairing port is not 22: first add this to <code>/root/.ssh/config</code> on that node:</p><pre>${esc(p.ssh_config)}</pre>` : ""}
-    <p>At the first contact SSH shows the host key; it must be one of:</p><pre>${p.fingerprints.map(esc).join("\n")}</pre></article>`;
+    <p>At the first contact SSH shows the host key; it must be one of:</p><pre>${p.fingerprints.map(esc).join("\n")}</pre>
+    ${oneTimeCard(p)}</article>`;
+  const b = $("new-one-time");
+  if (b) b.onclick = newOneTime;
+}
+
+async function newOneTime() {
+  $("new-one-time").disabled = true;
+  try {
+    const r = await fetch("api/pairing/one-time-password", { method: "POST", headers: { "Content-Type": "application/json" }, body: "{}" });
+    if (!r.ok) throw new Error(await r.text());
+    render(await r.json());
+  } catch (e) {
+    const b = $("new-one-time");
+    if (b) b.disabled = false;
+    $("one-time-error").textContent = "Could not make one: " + e.message;
+  }
 }
 
 async function start() {
