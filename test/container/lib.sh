@@ -8,6 +8,10 @@
 CT_PREFIX=qnetd-ct                  # every container of the test is named $CT_PREFIX-*
 CT_MAIN=$CT_PREFIX-main
 CT_RIG_ENV=(RIG_PREFIX=qct RIG_NET=10.93.0 "RIG_STATE=${CT_WORK:-}/rig")
+# The ingress port the Supervisor stand-in assigns (config.yaml has
+# ingress_port: 0). The containers that use it have a network namespace of
+# their own, where every port is free.
+CT_INGRESS_PORT=63403
 
 ct_log() { printf '[container %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
@@ -86,10 +90,16 @@ ct_standin() {
     rm -f "$af"
     pid=$(ct_pid "$name")
     setsid nsenter -t "$pid" -n -- "$CT_WORK/supervisor" -listen 127.0.0.1:80 -token "$CT_TOKEN" \
-        -record "$CT_OUT/supervisor-requests.txt" -addr-file "$af" \
+        -ingress-port "$CT_INGRESS_PORT" -record "$CT_OUT/supervisor-requests.txt" -addr-file "$af" \
         </dev/null >>"$CT_OUT/supervisor-standin.log" 2>&1 &
     echo $! >"$CT_WORK/standin-$name.pid"
     ct_wait_file "$af" 10
+}
+# ct_page NAME PATH: GET PATH from the status page in the container's
+# network namespace, from loopback (which, like the ingress proxy, the
+# page lets in)
+ct_page() {
+    nsenter -t "$(ct_pid "$1")" -n -- curl -sS --max-time 10 "http://127.0.0.1:$CT_INGRESS_PORT$2"
 }
 ct_standin_stop() {
     local f="$CT_WORK/standin-$1.pid"

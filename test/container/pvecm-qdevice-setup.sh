@@ -15,7 +15,7 @@
 # PVECM_STATE is root's SSH state on the setup node (key pair, known_hosts);
 # it outlives the rig, so that a later login can check that a restarted
 # add-on kept its host keys and the key installed here.
-# PAIRING_PASSWORD_FILE holds the add-on's pairing_password.
+# PAIRING_PASSWORD_FILE holds the password the add-on's pairing card shows.
 set -euo pipefail
 host=${QNETD_HOST:?QNETD_HOST must be set by the rig}
 xfer=${RIG_XFER:?RIG_XFER must be set by the rig}

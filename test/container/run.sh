@@ -157,8 +157,8 @@ docker rm "$id" >/dev/null
 # ------------------------------------------------------------------ boot
 step "boot"
 d=$CT_WORK/main
-head -c 12 /dev/urandom | base64 | tr '+/' '-_' >"$CT_WORK/pairing-password"
-ct_options "$d" "{\"port\":5403,\"log_level\":\"info\",\"tls_enabled\":true,\"pairing_enabled\":true,\"pairing_port\":22,\"pairing_password\":\"$(cat "$CT_WORK/pairing-password")\",\"authorized_keys\":[]}"
+# The defaults a user gets from the store: no pairing password, no key.
+ct_options "$d" '{"port":5403,"log_level":"info","tls_enabled":true,"pairing_enabled":true,"pairing_port":22,"authorized_keys":[],"forget_clusters":[]}'
 since=$(date +%s)
 id=$(ct_run "$CT_MAIN" "$d" none)
 ct_standin "$CT_MAIN"
@@ -169,6 +169,17 @@ ct_check "boot: Docker's health turns healthy from the image's HEALTHCHECK ($(($
 ct_check "boot: s6-rc started the oneshot" grep -q "s6-rc: info: service init-qnetd successfully started" "$CT_OUT/boot.log"
 ct_check "boot: s6-rc started the longrun" grep -q "s6-rc: info: service qnetd successfully started" "$CT_OUT/boot.log"
 ct_check "boot: the oneshot created the CA" grep -q "created a new certificate authority" "$CT_OUT/boot.log"
+ct_check "boot: the status page listens on the ingress port the Supervisor assigned ($CT_INGRESS_PORT)" \
+    grep -qF "status_page=[::]:$CT_INGRESS_PORT" "$CT_OUT/boot.log"
+# Pairing out of the box: the pairing card shows a one-time password, which
+# pvecm's ssh-copy-id step then uses (realpeer.sh).
+ct_page "$CT_MAIN" /api/status >"$CT_OUT/status-boot.json" 2>&1 || true
+jq -r '.pairing.one_time.password // empty' "$CT_OUT/status-boot.json" >"$CT_WORK/pairing-password" 2>/dev/null || true
+otp=$(cat "$CT_WORK/pairing-password")
+ct_check "boot: the pairing card shows a one-time pairing password (${otp:+valid until $(jq -r .pairing.one_time.expires "$CT_OUT/status-boot.json")})" \
+    test -n "$otp"
+ct_check "boot: the log says a one-time password was made, and not the password itself" \
+    bash -c "grep -q 'made a one-time pairing password for the first pairing' '$CT_OUT/boot.log' && ! grep -qF -- '${otp:-none}' '$CT_OUT/boot.log'"
 pid1=$(docker exec "$id" cat /proc/1/comm)
 ct_check "boot: PID 1 is s6-overlay's s6-svscan (got $pid1)" test "$pid1" = s6-svscan
 docker exec "$id" s6-rc -a list >"$CT_OUT/s6-rc-active.txt" 2>&1 || true
@@ -223,6 +234,10 @@ rc=${PIPESTATUS[0]}
 set -e
 sed -n 's/^\(PASS\|FAIL\) \[tls=[a-z]* *\] */\1 peers: /p' "$CT_OUT/realpeer.txt" >>"$CT_OUT/verdicts.txt"
 ct_check "peers: realpeer.sh passed every scenario (exit $rc)" test "$rc" = 0
+ct_page "$CT_MAIN" /api/status >"$CT_OUT/status-after-pairing.json" 2>&1 || true
+state=$(jq -r '.pairing.one_time.state + " by " + (.pairing.one_time.used_by // "-")' "$CT_OUT/status-after-pairing.json" 2>/dev/null)
+ct_check "peers: pvecm's key used up the one-time password; the card says so after the restart ($state)" \
+    bash -c "[[ '$state' == 'used by SHA256:'* ]] && ! grep -qF -- '${otp:-none}' '$CT_OUT/status-after-pairing.json'"
 echo "realpeer: $((SECONDS - t)) s" >>"$CT_OUT/timings.txt"
 
 # ------------------------------------------------------------------ stop

@@ -1,7 +1,8 @@
 // Command supervisor is the container test's stand-in for the part of the
 // Home Assistant Supervisor that the add-on calls: Home Assistant's REST API
-// behind http://supervisor/core/api, authorised by the SUPERVISOR_TOKEN the
-// Supervisor gives the add-on. It records every request, one line each, for
+// behind http://supervisor/core/api, and the add-on's own info (the ingress
+// port it assigned, as config.yaml's ingress_port: 0 asks), authorised by
+// the SUPERVISOR_TOKEN the Supervisor gives the add-on. It records every request, one line each, for
 // the test to read: "METHOD PATH auth=ok|bad BODY".
 //
 // The test also uses it to hold a port that the add-on then cannot bind.
@@ -24,6 +25,7 @@ func main() {
 	token := flag.String("token", "", "the SUPERVISOR_TOKEN the add-on must send")
 	record := flag.String("record", "", "file the requests are appended to")
 	addrFile := flag.String("addr-file", "", "file the bound address is written to once listening")
+	ingressPort := flag.Int("ingress-port", 63403, "the ingress port GET /addons/self/info reports")
 	flag.Parse()
 
 	ln, err := net.Listen("tcp", *listen)
@@ -53,6 +55,9 @@ func main() {
 		switch {
 		case auth != "ok":
 			http.Error(w, `{"message":"Unauthorized"}`, http.StatusUnauthorized)
+		case r.Method == http.MethodGet && r.URL.Path == "/addons/self/info":
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"result":"ok","data":{"slug":"local_qnetd","ingress":true,"ingress_port":%d,"ingress_entry":"/api/hassio_ingress/test"}}`, *ingressPort)
 		case r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/core/api/states/"):
 			// Home Assistant answers 201 when it creates the entity, 200
 			// when it updates one.
