@@ -271,6 +271,10 @@ func (e *Engine) remove(c *Client, goingDown bool) {
 	}
 	delete(e.clients, c.ID)
 	if cl := c.cluster; cl != nil {
+		// The counterpart of "client initialised": a node's connection is
+		// an info line both ways (issue: node connects and disconnects).
+		e.log.Info().Str("addr", c.Addr).Str("cluster", cl.Name).Uint32("node_id", c.NodeID).
+			Bool("shutdown", goingDown).Msg("node disconnected")
 		cl.remove(c)
 		if e.observer != nil {
 			e.observer.NodeLeft(cl.Name, c.NodeID)
@@ -604,11 +608,28 @@ func (e *Engine) echo(c *Client, m *wire.Msg, raw []byte) {
 	e.out = append(e.out, Action{Kind: ActSend, To: c.ID, Raw: out})
 }
 
-// storeVote records the vote a reply carries, as upstream's message layer does.
-func (c *Client) storeVote(v wire.Vote) {
+// storeVote records the vote a message carries, as upstream's message
+// layer does. A vote that differs from the node's previous ACK or NACK is
+// a decision: it is logged at info and told to the observer; why says
+// what the vote answers.
+func (e *Engine) storeVote(c *Client, v wire.Vote, why string) {
 	c.LastSentVote = v
-	if v == wire.VoteACK || v == wire.VoteNACK {
-		c.LastSentAckNack = v
+	if v != wire.VoteACK && v != wire.VoteNACK {
+		return
+	}
+	prev := c.LastSentAckNack
+	c.LastSentAckNack = v
+	if prev == v {
+		return
+	}
+	msg := "node gets the qdevice vote"
+	if v == wire.VoteNACK {
+		msg = "node loses the qdevice vote"
+	}
+	e.log.Info().Str("cluster", string(c.ClusterName)).Uint32("node_id", c.NodeID).Str("addr", c.Addr).
+		Str("algorithm", c.Algorithm.String()).Str("reason", why).Msg(msg)
+	if e.observer != nil {
+		e.observer.VoteSent(string(c.ClusterName), c.NodeID, v, why)
 	}
 }
 
@@ -656,7 +677,7 @@ func (e *Engine) nodeList(c *Client, m *wire.Msg) {
 		c.QuorumList = m.Nodes
 		c.Quorate = m.Quorate != 0
 	}
-	c.storeVote(vote)
+	e.storeVote(c, vote, listWhy[m.NodeListType])
 	r := &wire.Msg{Type: wire.MsgNodeListReply, Seq: m.Seq, NodeListType: m.NodeListType, RingID: c.LastRingID, Vote: vote}
 	r.Set(wire.OptSeq).Set(wire.OptNodeListType).Set(wire.OptRingID).Set(wire.OptVote)
 	e.send(c, r)
@@ -676,7 +697,7 @@ func (e *Engine) askForVote(c *Client, m *wire.Msg) {
 		e.serverError(c, m, code)
 		return
 	}
-	c.storeVote(vote)
+	e.storeVote(c, vote, "its request for a vote")
 	r := &wire.Msg{Type: wire.MsgAskForVoteReply, Seq: m.Seq, Vote: vote, RingID: c.LastRingID}
 	r.Set(wire.OptSeq).Set(wire.OptVote).Set(wire.OptRingID)
 	e.send(c, r)
@@ -708,7 +729,7 @@ func (e *Engine) heuristicsChange(c *Client, m *wire.Msg) {
 		e.serverError(c, m, code)
 		return
 	}
-	c.storeVote(vote)
+	e.storeVote(c, vote, "its heuristics change")
 	c.LastRegularHeuristics, c.LastHeuristics = m.Heuristics, m.Heuristics
 	r := &wire.Msg{Type: wire.MsgHeuristicsChangeReply, Seq: m.Seq, Vote: vote, RingID: c.LastRingID, Heuristics: m.Heuristics}
 	r.Set(wire.OptSeq).Set(wire.OptVote).Set(wire.OptRingID).Set(wire.OptHeuristics)
@@ -719,12 +740,18 @@ func (e *Engine) heuristicsChange(c *Client, m *wire.Msg) {
 func (e *Engine) sendVoteInfo(c *Client, seq uint32, v wire.Vote, ring wire.RingID, reason string) {
 	m := &wire.Msg{Type: wire.MsgVoteInfo, Seq: seq, Vote: v, RingID: ring}
 	m.Set(wire.OptSeq).Set(wire.OptVote).Set(wire.OptRingID)
-	c.storeVote(v)
 	e.stats.Decisions++
 	e.log.Debug().Str("cluster", string(c.ClusterName)).Uint32("node_id", c.NodeID).Str("addr", c.Addr).
 		Str("vote", v.String()).Str("ring", ring.String()).Str("reason", reason).Msg("vote info")
-	if e.observer != nil {
-		e.observer.VoteSent(string(c.ClusterName), c.NodeID, v, reason)
-	}
+	e.storeVote(c, v, reason)
 	e.send(c, m)
+}
+
+// listWhy says what a node list reply's vote answers, for logs and the
+// history.
+var listWhy = map[wire.NodeListType]string{
+	wire.ListInitialConfig: "its configuration",
+	wire.ListChangedConfig: "its changed configuration",
+	wire.ListMembership:    "its membership",
+	wire.ListQuorum:        "its quorum",
 }

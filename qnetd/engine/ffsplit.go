@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/qnetd-addon/qnetd/qnetd/wire"
@@ -168,6 +169,7 @@ func ffDecide(e *Engine, trigger *Client, leaving bool, ring wire.RingID, cfg, m
 			best = &views[i]
 		}
 	}
+	prev := cl.decision
 	cl.decision = Decision{Made: true, Reason: ffExplain(cl, views, best)}
 	if best != nil {
 		cl.decision.Winners = make([]uint32, len(best.mem))
@@ -183,9 +185,18 @@ func ffDecide(e *Engine, trigger *Client, leaving bool, ring wire.RingID, cfg, m
 	cl.QuoratePartition = nil
 	if best != nil {
 		cl.QuoratePartition = append([]wire.NodeInfo(nil), best.mem...)
-		e.log.Debug().Str("cluster", cl.Name).Uint32("node_id", best.c.NodeID).Msg("ffsplit: quorate partition selected")
+	}
+	// Every node's list repeats the round; a decision that changed
+	// nothing is a debug line, a new one an info line.
+	ev := e.log.Debug()
+	if !prev.Made || prev.Reason != cl.decision.Reason || !slices.Equal(prev.Winners, cl.decision.Winners) {
+		ev = e.log.Info()
+	}
+	ev = ev.Str("cluster", cl.Name).Str("partition", idList(cl.decision.Winners)).Str("reason", cl.decision.Reason)
+	if best != nil {
+		ev.Msg("ffsplit decision: a partition gets the qdevice vote")
 	} else {
-		e.log.Debug().Str("cluster", cl.Name).Msg("ffsplit: no quorate partition")
+		ev.Msg("ffsplit decision: no partition gets the qdevice vote")
 	}
 	for _, c := range cl.Clients {
 		switch {

@@ -38,8 +38,14 @@ type timerVal struct {
 
 // NewEngineTransport creates an engine with cfg and a transport for it.
 func NewEngineTransport(cfg engine.Config) *EngineTransport {
+	return NewEngineTransportLog(cfg, zerolog.Nop())
+}
+
+// NewEngineTransportLog is NewEngineTransport with the engine's log going
+// to log.
+func NewEngineTransportLog(cfg engine.Config, log zerolog.Logger) *EngineTransport {
 	return &EngineTransport{
-		E:      engine.New(cfg, zerolog.Nop()),
+		E:      engine.New(cfg, log),
 		ids:    map[*client.Node]engine.ClientID{},
 		nodes:  map[engine.ClientID]*client.Node{},
 		timers: map[timerKey]timerVal{},
