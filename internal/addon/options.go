@@ -32,11 +32,14 @@ type Options struct {
 	// ForgetClusters are cluster names whose pairing owner is forgotten
 	// at start, so that another node's key may have them signed.
 	ForgetClusters []string `json:"forget_clusters"`
+	// EventHoldTime is how many seconds a cluster's state change must
+	// last before it fires a Home Assistant event.
+	EventHoldTime int `json:"event_hold_time"`
 }
 
 // Defaults are config.yaml's options.
 func Defaults() Options {
-	return Options{Port: 5403, LogLevel: "info", TLSEnabled: true, PairingEnabled: true, PairingPort: 22, AuthorizedKeys: []string{}, ForgetClusters: []string{}}
+	return Options{Port: 5403, LogLevel: "info", TLSEnabled: true, PairingEnabled: true, PairingPort: 22, AuthorizedKeys: []string{}, ForgetClusters: []string{}, EventHoldTime: 10}
 }
 
 // OptionError names the option, the value and what is allowed.
@@ -97,6 +100,9 @@ func (o Options) Validate() error {
 		if o.PairingPort == o.Port {
 			return &OptionError{"pairing_port", o.PairingPort, fmt.Sprintf("a port other than the qnetd port (%d)", o.Port)}
 		}
+	}
+	if o.EventHoldTime < 0 || o.EventHoldTime > 3600 {
+		return &OptionError{"event_hold_time", o.EventHoldTime, "seconds from 0 to 3600 (0: an event for every change; 10 lets a qdevice restart pass quietly)"}
 	}
 	if o.PairingPassword != "" && len(o.PairingPassword) < 8 {
 		return &OptionError{"pairing_password", "(hidden)", "at least 8 characters, or empty to allow only keys"}

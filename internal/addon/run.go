@@ -324,14 +324,15 @@ func DaemonConfig(p Paths, o Options, log zerolog.Logger) daemon.Config {
 		scfg.Engine.ClientCertRequired = true
 	}
 	cfg := daemon.Config{
-		Server:   scfg,
-		PKIDir:   p.PKIDir(),
-		LockFile: filepath.Join(p.RunDir, "corosync-qnetd.pid"),
-		IPC:      adminipc.Config{Path: daemon.SocketIn(p.RunDir)},
-		Web:      &daemon.WebConfig{Addr: p.IngressAddr},
-		Entities: homeAssistant(p, log),
-		User:     p.User,
-		Log:      log,
+		Server:    scfg,
+		PKIDir:    p.PKIDir(),
+		LockFile:  filepath.Join(p.RunDir, "corosync-qnetd.pid"),
+		IPC:       adminipc.Config{Path: daemon.SocketIn(p.RunDir)},
+		Web:       &daemon.WebConfig{Addr: p.IngressAddr},
+		Entities:  homeAssistant(p, log),
+		StateHold: time.Duration(o.EventHoldTime) * time.Second,
+		User:      p.User,
+		Log:       log,
 	}
 	if o.PairingEnabled {
 		cfg.Pairing = &daemon.PairingConfig{Port: o.PairingPort, Endpoint: pairing.Config{DataDir: p.Data, PKIDir: p.PKIDir(),

@@ -59,6 +59,10 @@ type Config struct {
 	// Entities, optional: Home Assistant entities over MQTT discovery or
 	// the REST API. Its Status, Wake and CertExpiry are set here.
 	Entities *haentities.Config
+	// StateHold is how long a cluster's state change must last before it
+	// is a Home Assistant event (statewatch); every change is logged at
+	// once.
+	StateHold time.Duration
 	// User, optional: the daemon switches to this user once every port is
 	// bound (binding the pairing port 22 is all root is needed for).
 	User string
@@ -354,6 +358,7 @@ func (d *Daemon) Wait(ctx context.Context) error {
 		go d.page.Run(pctx, 2*time.Second)
 	}
 	entitiesDone := d.startEntities(pctx)
+	watchDone := d.startWatch(pctx)
 	var err error
 	select {
 	case <-ctx.Done():
@@ -366,9 +371,11 @@ func (d *Daemon) Wait(ctx context.Context) error {
 		}
 	}
 	stopPage()
-	select {
-	case <-entitiesDone:
-	case <-time.After(5 * time.Second):
+	for _, done := range []<-chan struct{}{entitiesDone, watchDone} {
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+		}
 	}
 	if d.web != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

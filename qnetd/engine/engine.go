@@ -622,12 +622,13 @@ func (e *Engine) storeVote(c *Client, v wire.Vote, why string) {
 	if prev == v {
 		return
 	}
-	msg := "node gets the qdevice vote"
+	ev := e.log.Info().Str("cluster", string(c.ClusterName)).Uint32("node_id", c.NodeID).Str("addr", c.Addr).
+		Str("algorithm", c.Algorithm.String()).Str("reason", why)
 	if v == wire.VoteNACK {
-		msg = "node loses the qdevice vote"
+		ev.Msg("node loses the qdevice vote")
+	} else {
+		ev.Msg("node gets the qdevice vote")
 	}
-	e.log.Info().Str("cluster", string(c.ClusterName)).Uint32("node_id", c.NodeID).Str("addr", c.Addr).
-		Str("algorithm", c.Algorithm.String()).Str("reason", why).Msg(msg)
 	if e.observer != nil {
 		e.observer.VoteSent(string(c.ClusterName), c.NodeID, v, why)
 	}
