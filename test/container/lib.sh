@@ -83,14 +83,16 @@ ct_health() { docker inspect -f '{{.State.Health.Status}}' "$1"; }
 # reports it (-1 while it is down)
 ct_daemon_pid() { docker exec "$1" s6-svstat -o pid /run/service/qnetd; }
 
-# ct_standin NAME: the Supervisor API stand-in on 127.0.0.1:80 in the
-# container's network namespace; its pid goes to $CT_WORK/standin-NAME.pid
+# ct_standin NAME [ARGS...]: the Supervisor API stand-in on 127.0.0.1:80 in
+# the container's network namespace (ARGS go to it, e.g. ct_broker's
+# CT_MQTT_ARGS); its pid goes to $CT_WORK/standin-NAME.pid
 ct_standin() {
     local name=$1 pid af="$CT_WORK/standin-$1.addr"
+    shift
     rm -f "$af"
     pid=$(ct_pid "$name")
     setsid nsenter -t "$pid" -n -- "$CT_WORK/supervisor" -listen 127.0.0.1:80 -token "$CT_TOKEN" \
-        -ingress-port "$CT_INGRESS_PORT" -record "$CT_OUT/supervisor-requests.txt" -addr-file "$af" \
+        -ingress-port "$CT_INGRESS_PORT" -record "$CT_OUT/supervisor-requests.txt" -addr-file "$af" "$@" \
         </dev/null >>"$CT_OUT/supervisor-standin.log" 2>&1 &
     echo $! >"$CT_WORK/standin-$name.pid"
     ct_wait_file "$af" 10
@@ -131,4 +133,49 @@ ct_stop() {
 # ct_health_log NAME FILE: Docker's health history, as docker inspect has it
 ct_health_log() {
     docker inspect -f '{{range .State.Health.Log}}{{.Start.Format "15:04:05.000"}} exit={{.ExitCode}} {{printf "%q" .Output}}{{"\n"}}{{end}}' "$1" >"$2"
+}
+
+# ct_broker NAME: Debian's mosquitto on 127.0.0.1:1883 in the container's
+# network namespace, with a password file, as the Mosquitto add-on offers
+# itself to add-ons through the Supervisor; sets CT_MQTT_ARGS (for
+# ct_standin) and CT_MQTT_SUB (mosquitto_sub's login options). Its pid goes
+# to $CT_WORK/broker-NAME.pid.
+CT_MQTT_USER=addons
+ct_broker() {
+    local name=$1 pid d="$CT_WORK/broker-$1" pw
+    mkdir -p "$d"
+    pw=$(head -c 12 /dev/urandom | base64 | tr '+/' '-_')
+    mosquitto_passwd -c -b "$d/passwd" "$CT_MQTT_USER" "$pw" || return 1
+    printf 'user root\nlistener 1883 127.0.0.1\nallow_anonymous false\npassword_file %s\npersistence false\nlog_dest stderr\n' \
+        "$d/passwd" >"$d/mosquitto.conf"
+    pid=$(ct_pid "$name")
+    setsid nsenter -t "$pid" -n -- mosquitto -c "$d/mosquitto.conf" </dev/null >>"$CT_OUT/broker.log" 2>&1 &
+    echo $! >"$CT_WORK/broker-$name.pid"
+    CT_MQTT_ARGS=(-mqtt 127.0.0.1:1883 -mqtt-user "$CT_MQTT_USER" -mqtt-password "$pw")
+    CT_MQTT_SUB=(-h 127.0.0.1 -p 1883 -u "$CT_MQTT_USER" -P "$pw")
+    # ready when a client can log in (mosquitto has no other signal)
+    local i
+    for ((i = 0; i < 100; i++)); do
+        nsenter -t "$pid" -n -- mosquitto_sub "${CT_MQTT_SUB[@]}" -t qnetd-test/ready -E -W 2 >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# ct_mqtt_record NAME FILE: every message on the add-on's topics and Home
+# Assistant's discovery prefix, one line each ("TIME TOPIC PAYLOAD"),
+# until ct_broker_stop
+ct_mqtt_record() {
+    setsid nsenter -t "$(ct_pid "$1")" -n -- mosquitto_sub "${CT_MQTT_SUB[@]}" -F '%I %t %p' \
+        -t 'qnetd/#' -t 'homeassistant/#' </dev/null >>"$2" 2>>"$CT_OUT/broker.log" &
+    echo $! >"$CT_WORK/mqttsub-$1.pid"
+}
+
+ct_broker_stop() {
+    local f
+    for f in "$CT_WORK/mqttsub-$1.pid" "$CT_WORK/broker-$1.pid"; do
+        [ -f "$f" ] || continue
+        kill "$(cat "$f")" 2>/dev/null
+        rm -f "$f"
+    done
 }

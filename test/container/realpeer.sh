@@ -17,6 +17,9 @@
 #        keys and installed keys are the same files, the nodes come back
 #        with the certificates they were given before, and pvecm's key still
 #        logs in to the same host key
+#   ha   with a broker offered after the restart: the split and the heal
+#        show in the cluster's MQTT state, the qnetd_cluster_state_changed
+#        event and the info log (ha-seen)
 # (no "set -e": the rig's library works with statuses)
 CT_HERE=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$CT_HERE/../.." && pwd)
@@ -88,7 +91,11 @@ fi
 docker rm "$CT_MAIN" >/dev/null
 since=$(date +%s)
 id=$(ct_run "$CT_MAIN" "$main_dir" none)
-ct_standin "$CT_MAIN"
+# This time the Supervisor offers an MQTT broker (the Mosquitto add-on):
+# the entities go through MQTT discovery (scenario ha).
+ct_broker "$CT_MAIN" || echo "the MQTT broker did not start: $(tail -3 "$CT_OUT/broker.log")" >&2
+ct_standin "$CT_MAIN" "${CT_MQTT_ARGS[@]}"
+ct_mqtt_record "$CT_MAIN" "$CT_OUT/mqtt-messages.txt"
 if ct_wait_event "$id" "$since" 90 "health_status: healthy"; then
     det+="new container healthy after $(($(date +%s) - since))s; "
 else
@@ -121,6 +128,65 @@ else
     ok=0 det+="ssh with pvecm's key and known_hosts: $(tr '\n' ' ' <<<"$out" | cut -c1-200)"
 fi
 verdict on r "$([ $ok = 1 ] && echo PASS || echo FAIL)" "$title" - "${RECOVER:--}" "$det"
+
+# ha: the split as Home Assistant sees it, through the broker the
+# Supervisor offered the restarted add-on: the cluster's MQTT state, the
+# qnetd_cluster_state_changed event (after the 10 s hold time) and the
+# info log line, during the split and again after the heal.
+#   ha_seen STATE MQTT_MARK API_MARK: all three say STATE after the marks
+#   (line counts of the files when the fault began)
+ha_seen() {
+    local st=$1
+    tail -n +"$(($2 + 1))" "$CT_OUT/mqtt-messages.txt" |
+        grep -qE "qnetd/[^ ]+/cluster/realpeer_[0-9a-f]{8}/state \{.*\"state\":\"$st\"" || return 1
+    tail -n +"$(($3 + 1))" "$CT_OUT/supervisor-requests.txt" |
+        grep -qE "^POST /core/api/events/qnetd_cluster_state_changed auth=ok .*\"new_state\":\"$st\"" || return 1
+    docker logs "$CT_MAIN" 2>&1 | grep "cluster state changed" | grep -q "new_state=$st"
+}
+# ha_await STATE MQTT_MARK API_MARK SECONDS
+ha_await() {
+    local t0
+    t0=$(rig_now)
+    until ha_seen "$1" "$2" "$3"; do
+        older "$t0" "$4" && return 1
+        sleep 0.5 # three files written by three programs: no one signal
+    done
+}
+ha_note() {  # what each of the three showed for STATE
+    local st=$1
+    printf 'mqtt: %s; event: %s; log: %s' \
+        "$(grep -E "/cluster/realpeer_[0-9a-f]{8}/state .*\"state\":\"$st\"" "$CT_OUT/mqtt-messages.txt" | tail -1 | cut -c1-160)" \
+        "$(grep -E "events/qnetd_cluster_state_changed .*\"new_state\":\"$st\"" "$CT_OUT/supervisor-requests.txt" | tail -1 | cut -c1-200)" \
+        "$(docker logs "$CT_MAIN" 2>&1 | grep "cluster state changed" | grep "new_state=$st" | tail -1 | cut -c1-200)"
+}
+title="the split in Home Assistant: MQTT state, event and info log say split, then healthy after the heal"
+mqtt_mark=$(wc -l <"$CT_OUT/mqtt-messages.txt" 2>/dev/null || echo 0)
+api_mark=$(wc -l <"$CT_OUT/supervisor-requests.txt")
+ha_ok=1 ha_det=""
+# ha_heal: run_fault's heal, once the split was seen (or not) in all three
+ha_heal() {
+    if ha_await split "$mqtt_mark" "$api_mark" 60; then
+        ha_det+="split: $(ha_note split); "
+    else
+        ha_ok=0 ha_det+="split not seen in all three within 60 s: $(ha_note split); "
+    fi
+    heal_mqtt=$(wc -l <"$CT_OUT/mqtt-messages.txt")
+    heal_api=$(wc -l <"$CT_OUT/supervisor-requests.txt")
+    rig_heal
+}
+run_fault on ha "$title" n1 'rig_block n1 n2' ha_heal n1=Q@1 n2=N@2
+if ha_await healthy "${heal_mqtt:-0}" "${heal_api:-0}" 60; then
+    ha_det+="healed: $(ha_note healthy); "
+else
+    ha_ok=0 ha_det+="healthy not seen in all three within 60 s of the heal: $(ha_note healthy); "
+fi
+if grep -qE ' homeassistant/sensor/qnetd_realpeer_[0-9a-f]{8}/state/config \{' "$CT_OUT/mqtt-messages.txt"; then
+    ha_det+="discovery config of the cluster's state sensor retained"
+else
+    ha_ok=0 ha_det+="no discovery config for the cluster's state sensor"
+fi
+# run_fault gave its verdict on the quorum; this one is Home Assistant's
+verdict on ha-seen "$([ $ha_ok = 1 ] && echo PASS || echo FAIL)" "split and heal seen in Home Assistant (MQTT, event, log)" - - "$ha_det"
 
 suite_down
 scen_end

@@ -249,6 +249,11 @@ docker logs "$CT_MAIN" >"$CT_OUT/main-final.log" 2>&1
 ct_check "stop: docker stop exits 0 (got $CT_STOP_RC) within the 10 s timeout (${CT_STOP_S} s)" \
     awk -v s="$CT_STOP_S" -v rc="$CT_STOP_RC" 'BEGIN{exit !(rc == 0 && s < 10)}'
 ct_check "stop: the daemon shut down on SIGTERM" grep -q "shutting down" "$CT_OUT/main-final.log"
+# the entities go unavailable: the add-on says offline before it goes (its
+# last will says the same when it cannot)
+ct_check "stop: the MQTT entities went unavailable (availability offline)" \
+    bash -c "tail -n 20 '$CT_OUT/mqtt-messages.txt' | grep -qE ' qnetd/[^ ]+/availability offline\$'"
+ct_broker_stop "$CT_MAIN"
 ct_standin_stop "$CT_MAIN"
 
 # ------------------------------------------------------------------ report
@@ -269,6 +274,12 @@ echo "total: $((SECONDS - T0)) s" >>"$CT_OUT/timings.txt"
     echo '## Image size'
     echo '```'
     cat "$CT_OUT/image-size.txt"
+    echo '```'
+    echo '## Home Assistant during the split (MQTT state messages, events)'
+    echo '```'
+    grep -E '/cluster/[^ ]+/state ' "$CT_OUT/mqtt-messages.txt" 2>/dev/null | cut -c1-400
+    grep -E '^POST /core/api/events/' "$CT_OUT/supervisor-requests.txt" 2>/dev/null
+    grep -E 'cluster state changed|ffsplit decision|qdevice vote|node disconnected' "$CT_OUT/main-final.log" 2>/dev/null | cut -c1-300
     echo '```'
     echo '## Boot log (first boot)'
     echo '```'
