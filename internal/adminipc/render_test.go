@@ -30,14 +30,14 @@ func newRig(t *testing.T, cfg engine.Config) *rig {
 func (r *rig) connect(addr string, n *client.Node) {
 	r.next++
 	r.nodes[r.next], r.ids[n] = n, r.next
-	r.apply(r.e.Connect(r.next, addr))
+	r.apply(r.e.Connect(0, r.next, addr))
 }
 
 func (r *rig) send(n *client.Node, m *wire.Msg) {
 	raw := m.Append(nil)
 	dm, err := wire.Decode(raw)
 	require.NoError(r.t, err)
-	r.apply(r.e.Message(r.ids[n], dm, raw))
+	r.apply(r.e.Message(0, r.ids[n], dm, raw))
 }
 
 func (r *rig) apply(acts []engine.Action) {
@@ -60,7 +60,7 @@ func (r *rig) apply(acts []engine.Action) {
 			}
 		case engine.ActStartTLS:
 			n := r.nodes[a.To]
-			r.apply(r.e.TLSStarted(a.To, &engine.PeerCert{CommonName: n.Cluster}))
+			r.apply(r.e.TLSStarted(0, a.To, &engine.PeerCert{CommonName: n.Cluster}))
 		}
 	}
 	for _, x := range replies {

@@ -17,15 +17,15 @@ import (
 // echo.
 func tlsClient(t *testing.T, e *engine.Engine, id engine.ClientID, cluster string, cert *engine.PeerCert) (dropped, answered bool) {
 	t.Helper()
-	e.Connect(id, "192.0.2.1:5000")
+	e.Connect(0, id, "192.0.2.1:5000")
 	pre := (&wire.Msg{Type: wire.MsgPreinit, ClusterName: []byte(cluster)}).Set(wire.OptClusterName)
-	e.Message(id, pre, nil)
-	acts := e.Message(id, &wire.Msg{Type: wire.MsgStartTLS}, nil)
+	e.Message(0, id, pre, nil)
+	acts := e.Message(0, id, &wire.Msg{Type: wire.MsgStartTLS}, nil)
 	require.Len(t, acts, 1)
 	require.Equal(t, engine.ActStartTLS, acts[0].Kind)
-	e.TLSStarted(id, cert)
+	e.TLSStarted(0, id, cert)
 	echo := &wire.Msg{Type: wire.MsgEchoRequest}
-	for _, a := range e.Message(id, echo, echo.Append(nil)) {
+	for _, a := range e.Message(0, id, echo, echo.Append(nil)) {
 		switch {
 		case a.Kind == engine.ActDisconnect && a.To == id:
 			dropped = true

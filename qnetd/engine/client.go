@@ -46,7 +46,7 @@ type Client struct {
 	peerCert    *PeerCert
 	dpdMs       uint32
 	dropping    bool
-	timerGen    [3]uint64 // by TimerKind
+	times       clientTimes // deadline.go
 
 	// ffsplit
 	ffState       ffClientState

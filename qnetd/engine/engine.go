@@ -1,15 +1,18 @@
 // Package engine is the qnetd decision engine: every protocol rule that
 // does not need a socket. Events go in (a decoded message from a client, a
-// disconnect, a timer), actions come out (send this message to that client,
-// close that one, arm a timer). It owns all cluster state, is driven by one
-// goroutine and is deterministic: no sockets, clocks, goroutines or
-// randomness. The server turns actions into I/O and timers into events.
+// disconnect, the time), actions come out (send this message to that
+// client, close that one) with the engine's next deadline. It owns all
+// cluster state and every client's deadlines (deadline.go), is driven by
+// one goroutine and is deterministic: no sockets, clocks, goroutines or
+// randomness. The server turns actions into I/O and arms one timer for
+// the next deadline.
 //
 // Where a vote is decided: ffsplit.go, lms.go, twonodelms.go, testalgo.go.
 package engine
 
 import (
 	"sort"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -30,6 +33,10 @@ type Config struct {
 	MaxReceiveSize     uint32
 	MaxSendSize        uint32
 	KAPDefault         bool // keep_active_partition_tie_breaker before SET_OPTION
+	// InitTimeout closes a connection that has not completed INIT that
+	// long after it connected (0 = never; dead peer detection still
+	// applies).
+	InitTimeout time.Duration
 }
 
 // DefaultConfig is upstream's defaults.
@@ -59,43 +66,42 @@ type ActionKind uint8
 const (
 	// ActSend queues Msg (or Raw, already encoded) to the client.
 	ActSend ActionKind = iota + 1
-	// ActDisconnect closes the client's connection without a message.
+	// ActDisconnect closes the client's connection without a message,
+	// for Reason.
 	ActDisconnect
 	// ActStartTLS: the client sent STARTTLS and it was accepted; the next
 	// bytes on the socket are a TLS ClientHello.
 	ActStartTLS
-	// ActSetDPD sets the dead peer detection interval (Ms; 0 = disabled).
-	ActSetDPD
-	// ActArmTimer asks for Timer(To, Timer, Gen) after Ms milliseconds.
-	// A later ActArmTimer or ActStopTimer of the same kind supersedes it.
-	ActArmTimer
-	// ActStopTimer cancels the timer of that kind.
-	ActStopTimer
 	// ActInitDone: the client's INIT succeeded. The server limits how
-	// many connections may be open without it, and for how long.
+	// many connections may be open without it.
 	ActInitDone
 )
 
-// TimerKind distinguishes per-client timers.
-type TimerKind uint8
+// DisconnectReason says why the engine closes a connection.
+type DisconnectReason uint8
 
 const (
-	// TimerAlgo is the lms retry timer (heartbeat/4).
-	TimerAlgo TimerKind = iota + 1
-	// TimerNackReply bounds how long an ffsplit NACK may stay unacknowledged
-	// before the silent client is dropped (upstream waits forever).
-	TimerNackReply
+	// ReasonProtocol: the client broke a rule (STARTTLS where it is not
+	// allowed, a certificate for another cluster).
+	ReasonProtocol DisconnectReason = iota + 1
+	// ReasonNackTimeout: an ffsplit NACK stayed unacknowledged past its
+	// deadline.
+	ReasonNackTimeout
+	// ReasonDeadPeer: no message within the dead peer interval.
+	ReasonDeadPeer
+	// ReasonInitTimeout: no successful INIT within Config.InitTimeout.
+	ReasonInitTimeout
+	// ReasonShutdown: the server goes down.
+	ReasonShutdown
 )
 
 // Action is one instruction to the server.
 type Action struct {
-	Kind  ActionKind
-	To    ClientID
-	Msg   *wire.Msg
-	Raw   []byte
-	Ms    uint32
-	Timer TimerKind
-	Gen   uint64
+	Kind   ActionKind
+	To     ClientID
+	Msg    *wire.Msg
+	Raw    []byte
+	Reason DisconnectReason // ActDisconnect
 }
 
 // PeerCert is what the engine needs of a verified TLS client certificate.
@@ -114,15 +120,18 @@ type Engine struct {
 	order    []*Cluster // creation order, for status listings
 	out      []Action
 	dropping []ClientID // disconnects decided during the current event
-	gen      uint64
-	stats    Stats
-	observer Observer
+	now      time.Duration
+	// deadlines orders the clients by their next deadline (deadline.go).
+	deadlines deadlineHeap
+	stats     Stats
+	observer  Observer
 }
 
 // Stats counts what the engine did, for metrics.
 type Stats struct {
 	Decisions    uint64 // votes sent as VOTE_INFO
 	NackTimeouts uint64
+	DeadPeers    uint64
 	CertRejected uint64
 	ServerErrors uint64
 }
@@ -191,35 +200,50 @@ func (e *Engine) setDPD(c *Client, hb uint32) bool {
 	if ms < 1 || ms > maxTimerMs {
 		return false
 	}
+	// A new interval starts over from now, as upstream's timer does.
 	c.dpdMs = uint32(ms)
-	e.out = append(e.out, Action{Kind: ActSetDPD, To: c.ID, Ms: c.dpdMs})
+	c.alive(e.now)
+	e.reschedule(c)
 	return true
 }
 
-func (e *Engine) armTimer(c *Client, k TimerKind, ms uint32) {
-	e.gen++
-	c.timerGen[k] = e.gen
-	e.out = append(e.out, Action{Kind: ActArmTimer, To: c.ID, Timer: k, Ms: ms, Gen: e.gen})
+// armAlgo sets (or moves) the client's lms retry deadline.
+func (e *Engine) armAlgo(c *Client, ms uint32) {
+	c.times.algoAt = e.now + time.Duration(ms)*time.Millisecond
+	e.reschedule(c)
 }
 
-func (e *Engine) stopTimer(c *Client, k TimerKind) {
-	if c.timerGen[k] == 0 {
-		return
+func (e *Engine) stopAlgo(c *Client) {
+	if c.times.algoAt != 0 {
+		c.times.algoAt = 0
+		e.reschedule(c)
 	}
-	c.timerGen[k] = 0
-	e.out = append(e.out, Action{Kind: ActStopTimer, To: c.ID, Timer: k})
+}
+
+// armNack sets the client's ffsplit NACK deadline.
+func (e *Engine) armNack(c *Client, d time.Duration) {
+	c.times.nackAt = e.now + d
+	e.reschedule(c)
+}
+
+func (e *Engine) stopNack(c *Client) {
+	if c.times.nackAt != 0 {
+		c.times.nackAt = 0
+		e.reschedule(c)
+	}
 }
 
 // scheduleDisconnect closes c once the current event is handled, so that
 // votes queued to other clients in the same event still go out.
-func (e *Engine) scheduleDisconnect(c *Client, reason string) {
+func (e *Engine) scheduleDisconnect(c *Client, r DisconnectReason, reason string) {
 	if c.dropping {
 		return
 	}
 	c.dropping = true
 	e.log.Info().Str("addr", c.Addr).Str("cluster", string(c.ClusterName)).Uint32("node_id", c.NodeID).Str("reason", reason).Msg("disconnecting client")
 	e.dropping = append(e.dropping, c.ID)
-	e.out = append(e.out, Action{Kind: ActDisconnect, To: c.ID})
+	e.reschedule(c)
+	e.out = append(e.out, Action{Kind: ActDisconnect, To: c.ID, Reason: r})
 }
 
 func (e *Engine) finishDisconnects() {
@@ -232,18 +256,25 @@ func (e *Engine) finishDisconnects() {
 	}
 }
 
-// Connect registers a new TCP client.
-func (e *Engine) Connect(id ClientID, addr string) []Action {
+// Connect registers a new TCP client. now is the clock's reading
+// (deadline.go), as for every event.
+func (e *Engine) Connect(now time.Duration, id ClientID, addr string) []Action {
+	e.advance(now)
 	c := &Client{ID: id, Addr: addr, Heartbeat: preInitHeartbeat, engine: e}
 	c.KAP = e.cfg.KAPDefault
 	e.clients[id] = c
+	if e.cfg.InitTimeout > 0 {
+		c.times.initBy = e.now + e.cfg.InitTimeout
+	}
 	e.setDPD(c, preInitHeartbeat)
+	e.reschedule(c)
 	return e.take()
 }
 
-// Disconnect handles a connection the server lost (EOF, error, DPD expiry,
-// full send queue). No message is sent to the client.
-func (e *Engine) Disconnect(id ClientID) []Action {
+// Disconnect handles a connection the server lost (EOF, error, full send
+// queue). No message is sent to the client.
+func (e *Engine) Disconnect(now time.Duration, id ClientID) []Action {
+	e.advance(now)
 	if c := e.clients[id]; c != nil {
 		e.remove(c, false)
 	}
@@ -259,7 +290,7 @@ func (e *Engine) Shutdown() []Action {
 	}
 	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 	for _, id := range ids {
-		e.out = append(e.out, Action{Kind: ActDisconnect, To: id})
+		e.out = append(e.out, Action{Kind: ActDisconnect, To: id, Reason: ReasonShutdown})
 		e.remove(e.clients[id], true)
 	}
 	return e.take()
@@ -270,6 +301,7 @@ func (e *Engine) remove(c *Client, goingDown bool) {
 		algoFor(c).disconnect(e, c, goingDown)
 	}
 	delete(e.clients, c.ID)
+	e.deadlines.remove(c)
 	if cl := c.cluster; cl != nil {
 		// The counterpart of "client initialised": a node's connection is
 		// an info line both ways (issue: node connects and disconnects).
@@ -290,31 +322,14 @@ func (e *Engine) remove(c *Client, goingDown bool) {
 		}
 		c.cluster = nil
 	}
-	c.timerGen = [3]uint64{}
-}
-
-// Timer delivers an armed timer. Stale timers (re-armed or stopped since)
-// are ignored.
-func (e *Engine) Timer(id ClientID, k TimerKind, gen uint64) []Action {
-	c := e.clients[id]
-	if c == nil || c.timerGen[k] != gen || gen == 0 {
-		return nil
-	}
-	c.timerGen[k] = 0
-	switch k {
-	case TimerAlgo:
-		if c.initDone {
-			algoFor(c).timer(e, c)
-		}
-	case TimerNackReply:
-		ffsplitNackTimeout(e, c)
-	}
-	return e.take()
+	c.times = clientTimes{}
 }
 
 // FrameError reports a message the server skipped without decoding it
 // (unknown type or too long): SERVER_ERROR with that code and no seq.
-func (e *Engine) FrameError(id ClientID, code wire.ErrorCode) []Action {
+// A skipped message is no sign of life.
+func (e *Engine) FrameError(now time.Duration, id ClientID, code wire.ErrorCode) []Action {
+	e.advance(now)
 	if c := e.clients[id]; c != nil {
 		e.serverError(c, nil, code)
 	}
@@ -322,11 +337,14 @@ func (e *Engine) FrameError(id ClientID, code wire.ErrorCode) []Action {
 }
 
 // DecodeError reports a framed message that failed to decode.
-func (e *Engine) DecodeError(id ClientID, derr *wire.DecodeError) []Action {
+// It is a sign of life.
+func (e *Engine) DecodeError(now time.Duration, id ClientID, derr *wire.DecodeError) []Action {
+	e.advance(now)
 	c := e.clients[id]
 	if c == nil {
 		return nil
 	}
+	c.alive(e.now)
 	req := &wire.Msg{}
 	if derr != nil && derr.SeqValid {
 		req.Seq = derr.Seq
@@ -339,7 +357,8 @@ func (e *Engine) DecodeError(id ClientID, derr *wire.DecodeError) []Action {
 
 // TLSStarted records a completed TLS handshake; cert is nil when the client
 // sent no certificate.
-func (e *Engine) TLSStarted(id ClientID, cert *PeerCert) []Action {
+func (e *Engine) TLSStarted(now time.Duration, id ClientID, cert *PeerCert) []Action {
+	e.advance(now)
 	if c := e.clients[id]; c != nil {
 		c.TLSActive = true
 		c.peerCert = cert
@@ -350,11 +369,13 @@ func (e *Engine) TLSStarted(id ClientID, cert *PeerCert) []Action {
 
 // Message handles one decoded message. raw is the whole received message
 // (needed for the echo reply, which is a byte copy of the request).
-func (e *Engine) Message(id ClientID, m *wire.Msg, raw []byte) []Action {
+func (e *Engine) Message(now time.Duration, id ClientID, m *wire.Msg, raw []byte) []Action {
+	e.advance(now)
 	c := e.clients[id]
 	if c == nil {
 		return nil
 	}
+	c.alive(e.now)
 	switch {
 	case m.Type == wire.MsgPreinit:
 		e.preinit(c, m)
@@ -410,9 +431,9 @@ func (e *Engine) startTLS(c *Client, m *wire.Msg) {
 	case !c.preinitDone:
 		e.serverError(c, m, wire.ErrPreinitRequired)
 	case e.cfg.TLS == wire.TLSUnsupported:
-		e.scheduleDisconnect(c, "STARTTLS but TLS is off on this server")
+		e.scheduleDisconnect(c, ReasonProtocol, "STARTTLS but TLS is off on this server")
 	case c.TLSActive || c.tlsStarting:
-		e.scheduleDisconnect(c, "STARTTLS inside TLS")
+		e.scheduleDisconnect(c, ReasonProtocol, "STARTTLS inside TLS")
 	default:
 		c.tlsStarting = true
 		e.out = append(e.out, Action{Kind: ActStartTLS, To: c.ID})
@@ -435,7 +456,7 @@ func (e *Engine) tlsGate(c *Client, m *wire.Msg) bool {
 		if reason := certMismatch(c.peerCert, string(c.ClusterName)); reason != "" {
 			e.stats.CertRejected++
 			e.log.Warn().Str("addr", c.Addr).Str("cluster", string(c.ClusterName)).Str("reason", reason).Msg("client certificate refused")
-			e.scheduleDisconnect(c, reason)
+			e.scheduleDisconnect(c, ReasonProtocol, reason)
 			return false
 		}
 		c.CertVerified = true
@@ -526,6 +547,8 @@ func (e *Engine) init(c *Client, m *wire.Msg) {
 			c.cluster = cl
 			algoFor(c).init(e, c)
 			c.initDone = true
+			c.times.initBy = 0
+			e.reschedule(c)
 			e.out = append(e.out, Action{Kind: ActInitDone, To: c.ID})
 			e.log.Info().Str("addr", c.Addr).Str("cluster", cl.Name).Uint32("node_id", c.NodeID).
 				Str("algorithm", c.Algorithm.String()).Str("tie_breaker", c.TieBreaker.String()).

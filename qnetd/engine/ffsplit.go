@@ -72,7 +72,7 @@ func (ffsplit) heuristicsChange(e *Engine, c *Client, h wire.Heuristics) (wire.E
 }
 
 func (ffsplit) disconnect(e *Engine, c *Client, goingDown bool) {
-	e.stopTimer(c, TimerNackReply)
+	e.stopNack(c)
 	if !goingDown {
 		ffDecide(e, c, true, c.LastRingID, c.ConfigList, c.MembershipList, c.LastHeuristics)
 	}
@@ -93,7 +93,7 @@ func (ffsplit) voteInfoReply(e *Engine, c *Client, seq uint32) {
 		return
 	}
 	c.ffState = ffClientWaitingForChange
-	e.stopTimer(c, TimerNackReply)
+	e.stopNack(c)
 	cl := c.cluster
 	switch cl.ffState {
 	case ffSendingNacks:
@@ -120,7 +120,7 @@ func ffsplitNackTimeout(e *Engine, c *Client) {
 		return
 	}
 	e.stats.NackTimeouts++
-	e.scheduleDisconnect(c, "no reply to a NACK vote within the dead peer interval")
+	e.scheduleDisconnect(c, ReasonNackTimeout, "no reply to a NACK vote within the dead peer interval")
 }
 
 func (cl *Cluster) anyFF(s ffClientState) bool {
@@ -216,8 +216,8 @@ func ffDecide(e *Engine, trigger *Client, leaving bool, ring wire.RingID, cfg, m
 			v.c.voteInfoSeq++
 			v.c.voteInfoRound = cl.ffRound
 			e.sendVoteInfo(v.c, v.c.voteInfoSeq, wire.VoteNACK, v.ring, "not in the quorate partition")
-			if v.c.dpdMs > 0 {
-				e.armTimer(v.c, TimerNackReply, v.c.dpdMs)
+			if d := v.c.dpd(); d > 0 {
+				e.armNack(v.c, d)
 			}
 			sent = true
 		}

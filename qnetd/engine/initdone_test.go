@@ -31,9 +31,9 @@ func TestInitDoneOnlyForASuccessfulInit(t *testing.T) {
 		return client.NewNode(client.Settings{Cluster: "c", NodeID: id, Algorithm: wire.AlgoFFSplit,
 			TieBreaker: wire.TieBreaker{Mode: wire.TieBreakerLowest}, Heartbeat: hb})
 	}
-	send := func(id engine.ClientID, m *wire.Msg) []engine.Action { return e.Message(id, m, m.Append(nil)) }
+	send := func(id engine.ClientID, m *wire.Msg) []engine.Action { return e.Message(0, id, m, m.Append(nil)) }
 
-	require.Empty(t, initDones(e.Connect(1, "a")))
+	require.Empty(t, initDones(e.Connect(0, 1, "a")))
 	n1 := node(1, 8000)
 	require.Empty(t, initDones(send(1, n1.Init(ring))), "INIT before PREINIT is refused")
 	require.Empty(t, initDones(send(1, n1.Preinit())))
@@ -43,7 +43,7 @@ func TestInitDoneOnlyForASuccessfulInit(t *testing.T) {
 	require.Empty(t, initDones(send(1, n1.Init(ring))), "a second INIT collides with itself")
 
 	// Another connection with the same node id is refused (duplicate).
-	require.Empty(t, initDones(e.Connect(2, "b")))
+	require.Empty(t, initDones(e.Connect(0, 2, "b")))
 	dup := node(1, 8000)
 	require.Empty(t, initDones(send(2, dup.Preinit())))
 	require.Empty(t, initDones(send(2, dup.Init(ring))))

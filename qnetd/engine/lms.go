@@ -35,7 +35,7 @@ func (lms) heuristicsChange(*Engine, *Client, wire.Heuristics) (wire.ErrorCode, 
 	return 0, wire.VoteNoChange
 }
 
-func (lms) disconnect(e *Engine, c *Client, _ bool) { e.stopTimer(c, TimerAlgo) }
+func (lms) disconnect(e *Engine, c *Client, _ bool) { e.stopAlgo(c) }
 
 func (lms) timer(e *Engine, c *Client) {
 	v := lmsDecide(e, c, c.LastRingID)
@@ -46,7 +46,7 @@ func (lms) timer(e *Engine, c *Client) {
 	case wire.VoteWaitForReply:
 		// lmsDecide re-armed the timer
 	default:
-		e.stopTimer(c, TimerAlgo)
+		e.stopAlgo(c)
 	}
 }
 
@@ -69,7 +69,7 @@ type lmsPartition struct {
 // partitions, and with a node-id tie-breaker only that node gets ACK
 // (and any client on ring 0.0, which matches the zero "remembered" ring).
 func lmsDecide(e *Engine, c *Client, ring wire.RingID) wire.Vote {
-	e.stopTimer(c, TimerAlgo)
+	e.stopAlgo(c)
 	cl := c.cluster
 	store := func(v wire.Vote) wire.Vote { c.lastResult = v; return v }
 
@@ -79,7 +79,7 @@ func lmsDecide(e *Engine, c *Client, ring wire.RingID) wire.Vote {
 		}
 		inOurs := containsNode(c.MembershipList, o.NodeID) || containsNode(o.MembershipList, c.NodeID)
 		if inOurs && o.LastRingID != ring {
-			e.armTimer(c, TimerAlgo, c.algoTimerMs())
+			e.armAlgo(c, c.algoTimerMs())
 			return store(wire.VoteWaitForReply)
 		}
 	}
@@ -101,7 +101,7 @@ func lmsDecide(e *Engine, c *Client, ring wire.RingID) wire.Vote {
 	}
 	switch len(parts) {
 	case 0:
-		e.armTimer(c, TimerAlgo, c.algoTimerMs())
+		e.armAlgo(c, c.algoTimerMs())
 		return store(wire.VoteWaitForReply)
 	case 1:
 		return store(wire.VoteACK)

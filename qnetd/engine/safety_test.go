@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
@@ -36,12 +37,6 @@ type simNode struct {
 	group     int // index of the partition the node is in
 }
 
-type simTimer struct {
-	id  engine.ClientID
-	k   engine.TimerKind
-	gen uint64
-}
-
 type sim struct {
 	rng     *rand.Rand
 	e       *engine.Engine
@@ -50,7 +45,7 @@ type sim struct {
 	byID    map[engine.ClientID]*simNode
 	nextID  engine.ClientID
 	seq     uint64 // ring sequence
-	timers  map[[2]uint64]simTimer
+	now     time.Duration
 	trace   []string
 	tracing bool
 }
@@ -74,8 +69,14 @@ func newSim(seed uint64, algo wire.Algorithm, tracing bool) *sim {
 	}
 	cfg := engine.DefaultConfig()
 	cfg.TLS = wire.TLSUnsupported
+	// The simulation orders messages, it does not time them: its nodes
+	// answer at once and send no heartbeats, so dead peer detection (and
+	// the NACK deadline, which is the dead-peer interval) would only cut
+	// nodes a real network keeps. Time passes only for the lms retries;
+	// deadlines have their own tests.
+	cfg.DPDEnabled = false
 	s := &sim{rng: rng, e: engine.New(cfg, zerolog.Nop()), algo: algo, byID: map[engine.ClientID]*simNode{},
-		timers: map[[2]uint64]simTimer{}, tracing: tracing, seq: 4}
+		tracing: tracing, seq: 4}
 	kap := rng.IntN(4) != 0
 	for i := 1; i <= size; i++ {
 		n := client.NewNode(client.Settings{Cluster: "sim", NodeID: uint32(i), Algorithm: algo, TieBreaker: tb,
@@ -120,7 +121,7 @@ func (s *sim) connect(x *simNode) {
 	x.id, x.connected = s.nextID, true
 	x.toServer, x.toNode = nil, nil
 	s.byID[x.id] = x
-	s.apply(s.e.Connect(x.id, "sim"))
+	s.apply(s.e.Connect(s.now, x.id, "sim"))
 	ring := s.ringOf(x.group)
 	mem := s.groupNodes(x.group)
 	x.toServer = append(x.toServer, x.n.Preinit(), x.n.Init(ring), x.n.SetOptionKAP(),
@@ -134,7 +135,7 @@ func (s *sim) disconnect(x *simNode) {
 	x.toServer, x.toNode = nil, nil
 	x.n.Disconnected()
 	delete(s.byID, x.id)
-	s.apply(s.e.Disconnect(x.id))
+	s.apply(s.e.Disconnect(s.now, x.id))
 	s.log("node %d disconnects", x.n.NodeID)
 }
 
@@ -154,10 +155,6 @@ func (s *sim) apply(acts []engine.Action) {
 				delete(s.byID, a.To)
 				s.log("server drops node %d", x.n.NodeID)
 			}
-		case engine.ActArmTimer:
-			s.timers[[2]uint64{uint64(a.To), uint64(a.Timer)}] = simTimer{a.To, a.Timer, a.Gen}
-		case engine.ActStopTimer:
-			delete(s.timers, [2]uint64{uint64(a.To), uint64(a.Timer)})
 		}
 	}
 }
@@ -198,7 +195,7 @@ func (s *sim) step() bool {
 				m := x.toServer[0]
 				x.toServer = x.toServer[1:]
 				s.log("server <- %d: %s", x.n.NodeID, m)
-				s.apply(s.e.Message(x.id, m, nil))
+				s.apply(s.e.Message(s.now, x.id, m, nil))
 			})
 		}
 		if x.connected && len(x.toNode) > 0 {
@@ -212,17 +209,11 @@ func (s *sim) step() bool {
 			})
 		}
 	}
-	for _, t := range s.timers {
-		t := t
-		// The NACK deadline is 1.5 heartbeats: simulated nodes always answer
-		// long before, so it may only fire for a node with nothing in flight.
-		if x := s.byID[t.id]; t.k == engine.TimerNackReply && x != nil && (len(x.toServer) > 0 || len(x.toNode) > 0) {
-			continue
-		}
+	if at, ok := s.e.Next(); ok {
 		ready = append(ready, func() {
-			delete(s.timers, [2]uint64{uint64(t.id), uint64(t.k)})
-			s.log("timer %d fires for client %d", t.k, t.id)
-			s.apply(s.e.Timer(t.id, t.k, t.gen))
+			s.now = max(s.now, at)
+			s.log("time passes to %s", s.now)
+			s.apply(s.e.Tick(s.now))
 		})
 	}
 	if len(ready) == 0 {

@@ -2,7 +2,7 @@ package scenario
 
 import (
 	"fmt"
-	"sort"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -11,29 +11,22 @@ import (
 	"github.com/qnetd-addon/qnetd/qnetd/wire"
 )
 
-// settleHorizonMs is how far Settle lets virtual time run for timers
-// (lms retries) after the messages ran out.
-const settleHorizonMs = 1000
+// settleHorizon is how far Settle lets virtual time run for the engine's
+// deadlines (lms retries) after the messages ran out.
+const settleHorizon = time.Second
 
 // EngineTransport runs nodes against an in-process engine with a virtual
-// clock. Every message goes through the wire codec both ways.
+// clock. Every message goes through the wire codec both ways. Initialised
+// nodes send a heartbeat (ECHO_REQUEST) every half heartbeat interval of
+// virtual time, as the real client does, so dead peer detection holds
+// only for nodes that are gone.
 type EngineTransport struct {
 	E      *engine.Engine
-	now    uint64 // virtual ms
+	now    time.Duration // virtual
 	nextID engine.ClientID
 	ids    map[*client.Node]engine.ClientID
 	nodes  map[engine.ClientID]*client.Node
-	timers map[timerKey]timerVal
-}
-
-type timerKey struct {
-	id engine.ClientID
-	k  engine.TimerKind
-}
-
-type timerVal struct {
-	due uint64
-	gen uint64
+	beats  map[engine.ClientID]time.Duration // the next heartbeat of each initialised node
 }
 
 // NewEngineTransport creates an engine with cfg and a transport for it.
@@ -45,10 +38,10 @@ func NewEngineTransport(cfg engine.Config) *EngineTransport {
 // to log.
 func NewEngineTransportLog(cfg engine.Config, log zerolog.Logger) *EngineTransport {
 	return &EngineTransport{
-		E:      engine.New(cfg, log),
-		ids:    map[*client.Node]engine.ClientID{},
-		nodes:  map[engine.ClientID]*client.Node{},
-		timers: map[timerKey]timerVal{},
+		E:     engine.New(cfg, log),
+		ids:   map[*client.Node]engine.ClientID{},
+		nodes: map[engine.ClientID]*client.Node{},
+		beats: map[engine.ClientID]time.Duration{},
 	}
 }
 
@@ -59,7 +52,7 @@ func (t *EngineTransport) Open(n *client.Node) error {
 	t.nextID++
 	id := t.nextID
 	t.ids[n], t.nodes[id] = id, n
-	t.apply(t.E.Connect(id, fmt.Sprintf("sim:%s/%d", n.Cluster, n.NodeID)))
+	t.apply(t.E.Connect(t.now, id, fmt.Sprintf("sim:%s/%d", n.Cluster, n.NodeID)))
 	return nil
 }
 
@@ -74,7 +67,8 @@ func (t *EngineTransport) Close(n *client.Node) {
 		return
 	}
 	delete(t.nodes, id)
-	t.apply(t.E.Disconnect(id))
+	delete(t.beats, id)
+	t.apply(t.E.Disconnect(t.now, id))
 }
 
 func (t *EngineTransport) Send(n *client.Node, m *wire.Msg) error {
@@ -93,10 +87,10 @@ func (t *EngineTransport) SendRaw(n *client.Node, m *wire.Msg) error {
 		if e, ok := err.(*wire.DecodeError); ok {
 			de = e
 		}
-		t.apply(t.E.DecodeError(id, de))
+		t.apply(t.E.DecodeError(t.now, id, de))
 		return nil
 	}
-	t.apply(t.E.Message(id, dm, raw))
+	t.apply(t.E.Message(t.now, id, dm, raw))
 	return nil
 }
 
@@ -123,6 +117,9 @@ func (t *EngineTransport) apply(acts []engine.Action) {
 			if err != nil {
 				panic(fmt.Sprintf("engine sent an undecodable message: %v", err))
 			}
+			if m.Type == wire.MsgInitReply && m.ReplyErrorCode == wire.ErrNoError {
+				t.beats[a.To] = t.now + beatInterval(n)
+			}
 			if r := n.Handle(m); r != nil {
 				replies = append(replies, struct {
 					n *client.Node
@@ -131,10 +128,7 @@ func (t *EngineTransport) apply(acts []engine.Action) {
 			}
 		case engine.ActDisconnect:
 			delete(t.nodes, a.To)
-		case engine.ActArmTimer:
-			t.timers[timerKey{a.To, a.Timer}] = timerVal{due: t.now + uint64(a.Ms), gen: a.Gen}
-		case engine.ActStopTimer:
-			delete(t.timers, timerKey{a.To, a.Timer})
+			delete(t.beats, a.To)
 		}
 	}
 	for _, r := range replies {
@@ -142,49 +136,63 @@ func (t *EngineTransport) apply(acts []engine.Action) {
 	}
 }
 
-// fireDue fires the earliest timer due at or before limit; false if none.
-func (t *EngineTransport) fireDue(limit uint64) bool {
-	keys := make([]timerKey, 0, len(t.timers))
-	for k, v := range t.timers {
-		if v.due <= limit {
-			keys = append(keys, k)
-		}
+func beatInterval(n *client.Node) time.Duration {
+	if iv := time.Duration(n.Heartbeat) * time.Millisecond / 2; iv > 0 {
+		return iv
 	}
-	if len(keys) == 0 {
+	return time.Second
+}
+
+// beatUntil sends every heartbeat due at or before limit, in time order
+// (ties by connection), moving the clock to each.
+func (t *EngineTransport) beatUntil(limit time.Duration) {
+	for {
+		var id engine.ClientID
+		var at time.Duration
+		for x, due := range t.beats {
+			if due <= limit && (id == 0 || due < at || (due == at && x < id)) {
+				id, at = x, due
+			}
+		}
+		if id == 0 {
+			return
+		}
+		n := t.nodes[id]
+		t.beats[id] = at + beatInterval(n)
+		t.now = max(t.now, at)
+		_ = t.SendRaw(n, n.Echo())
+	}
+}
+
+// fireDue lets time run to the engine's next deadline if it is at or
+// before limit, heartbeats first; false if there is none.
+func (t *EngineTransport) fireDue(limit time.Duration) bool {
+	at, ok := t.E.Next()
+	if !ok || at > limit {
 		return false
 	}
-	sort.Slice(keys, func(i, j int) bool {
-		a, b := t.timers[keys[i]], t.timers[keys[j]]
-		if a.due != b.due {
-			return a.due < b.due
-		}
-		if keys[i].id != keys[j].id {
-			return keys[i].id < keys[j].id
-		}
-		return keys[i].k < keys[j].k
-	})
-	k := keys[0]
-	v := t.timers[k]
-	delete(t.timers, k)
-	if v.due > t.now {
-		t.now = v.due
-	}
-	t.apply(t.E.Timer(k.id, k.k, v.gen))
+	t.beatUntil(at)
+	t.now = max(t.now, at)
+	t.apply(t.E.Tick(t.now))
 	return true
 }
 
-// Settle runs timers due within the horizon.
+// Settle runs the engine's deadlines due within the horizon. The clock
+// stops at the last one, not at the horizon, so a story's deadlines come
+// only with its waits.
 func (t *EngineTransport) Settle(string, func() string) {
-	limit := t.now + settleHorizonMs
+	limit := t.now + settleHorizon
 	for i := 0; i < 10000 && t.fireDue(limit); i++ {
 	}
 }
 
-// Wait advances virtual time by ms, firing timers on the way.
+// Wait advances virtual time by ms, with every deadline and heartbeat on
+// the way.
 func (t *EngineTransport) Wait(ms uint32) {
-	limit := t.now + uint64(ms)
+	limit := t.now + time.Duration(ms)*time.Millisecond
 	for i := 0; i < 100000 && t.fireDue(limit); i++ {
 	}
+	t.beatUntil(limit)
 	t.now = limit
 }
 

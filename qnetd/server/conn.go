@@ -6,7 +6,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -38,18 +37,13 @@ type conn struct {
 	npending int      // how many messages pending holds
 	writing  bool     // a writer goroutine is draining pending
 	direct   bool     // plaintext in the poller: write without a goroutine
-	timers   [3]*time.Timer
 
 	// Before INIT (limits.go): the connection's source and neighbours
-	// among its newcomers, guarded by the server's newcomers; and when it
-	// is closed unless INIT is done by then (since s.epoch; 0 = never),
-	// owned by the engine goroutine once the connection reached it.
+	// among its newcomers, guarded by the server's newcomers. The engine
+	// keeps its deadlines (INIT, dead peer).
 	src          *source
 	older, newer *conn
-	initBy       time.Duration
 
-	dpd       atomic.Int64 // dead peer interval in ns; 0 = disabled
-	lastRecv  atomic.Int64 // ns since s.epoch of the last complete message
 	closed    atomic.Bool
 	closeOnce sync.Once
 }
@@ -77,12 +71,6 @@ func (c *conn) close() {
 	c.closeOnce.Do(func() {
 		c.closed.Store(true)
 		c.mu.Lock()
-		for i, t := range c.timers {
-			if t != nil {
-				t.Stop()
-				c.timers[i] = nil
-			}
-		}
 		nc, polled := c.nc, c.rc != nil
 		c.mu.Unlock()
 		// Closing the socket also takes it out of the poller's epoll set.
@@ -202,41 +190,6 @@ func (c *conn) writer() {
 		if cap(buf) > 64<<10 {
 			buf = nil
 		}
-	}
-}
-
-// now is the monotonic time since the server started.
-func (c *conn) now() time.Duration { return time.Since(c.s.epoch) }
-
-// touch records a complete message as a sign of life.
-func (c *conn) touch() { c.lastRecv.Store(int64(c.now())) }
-
-// setDPD starts dead peer detection over again with interval d (0 turns
-// it off). The server's sweep (dpd.go) closes the connection when no
-// complete message arrived for d, so a message costs a clock read, not a
-// timer reset.
-func (c *conn) setDPD(d time.Duration) {
-	c.touch()
-	c.dpd.Store(int64(d))
-}
-
-func (c *conn) armTimer(k engine.TimerKind, d time.Duration, gen uint64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if t := c.timers[k]; t != nil {
-		t.Stop()
-	}
-	c.timers[k] = time.AfterFunc(d, func() {
-		c.post(event{kind: evTimer, c: c, timer: k, gen: gen})
-	})
-}
-
-func (c *conn) stopTimer(k engine.TimerKind) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if t := c.timers[k]; t != nil {
-		t.Stop()
-		c.timers[k] = nil
 	}
 }
 

@@ -116,7 +116,6 @@ func (c *conn) checkHeader(hdr []byte) bool {
 
 // handle decodes one whole message and posts it to the engine.
 func (c *conn) handle(raw []byte) (startTLS chan bool, ok bool) {
-	c.touch()
 	m, err := wire.Decode(raw)
 	if err != nil {
 		var de *wire.DecodeError

@@ -19,7 +19,7 @@ import (
 // connected, so a real node is a newcomer for milliseconds. Hence:
 //
 //   - a newcomer that has not completed INIT within InitTimeout of
-//     connecting is closed (by the dead-peer sweep, dpd.go);
+//     connecting is closed (the engine keeps that deadline);
 //   - one source (an IPv4 address, an IPv6 /64) may hold at most
 //     MaxNewcomersPerSource newcomers; further connections from it are
 //     closed at once;

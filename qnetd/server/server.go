@@ -67,6 +67,9 @@ type Config struct {
 	// BusyGCPercent, when not 0, is set as the process's GC percent
 	// (debug.SetGCPercent) once BusyClients clients are connected.
 	BusyGCPercent int
+	// Clock is the time source of every deadline (clock.go); nil is
+	// MonotonicClock. Tests give a virtual one.
+	Clock Clock
 }
 
 // Hooks observe server events; every field may be nil. They are called
@@ -103,7 +106,7 @@ type Server struct {
 	events chan event
 	done   chan struct{}
 	ln     atomic.Value // net.Listener
-	epoch  time.Time
+	clock  Clock
 	poll   *poller // nil: a goroutine per connection
 	lim    limits
 	fresh  *newcomers // connections before INIT
@@ -112,7 +115,7 @@ type Server struct {
 	// owned by the engine goroutine
 	conns map[engine.ClientID]*conn
 	mem   memoryReturn
-	sweep dpdSweep
+	tick  ticker
 
 	serveMu sync.Mutex
 	serving sync.WaitGroup // Serve calls
@@ -133,6 +136,10 @@ func New(cfg Config) *Server {
 	if cfg.Network == "" {
 		cfg.Network = "tcp"
 	}
+	if cfg.Clock == nil {
+		cfg.Clock = MonotonicClock()
+	}
+	cfg.Engine.InitTimeout = max(cfg.InitTimeout, 0)
 	s := &Server{
 		cfg:      cfg,
 		log:      cfg.Log,
@@ -141,7 +148,7 @@ func New(cfg Config) *Server {
 		done:     make(chan struct{}),
 		conns:    make(map[engine.ClientID]*conn),
 		loopDone: make(chan struct{}),
-		epoch:    time.Now(),
+		clock:    cfg.Clock,
 	}
 	s.lim = computeLimits(&cfg, openFileLimit())
 	s.fresh = newNewcomers(s.lim)
@@ -268,9 +275,6 @@ func (s *Server) admit(nc net.Conn) *conn {
 		return nil
 	}
 	s.nClients.Add(1)
-	if s.cfg.InitTimeout > 0 {
-		c.initBy = c.now() + s.cfg.InitTimeout
-	}
 	return c
 }
 
@@ -341,23 +345,20 @@ const (
 	evDecodeError
 	evTLSStarted
 	evClosed
-	evTimer
+	evTick
 	evStatus
 	evCall
-	evSweep
 	evShutdown
 )
 
 type event struct {
-	kind  eventKind
-	c     *conn
-	msg   *wire.Msg
-	raw   []byte
-	code  wire.ErrorCode
-	derr  *wire.DecodeError
-	cert  *engine.PeerCert
-	timer engine.TimerKind
-	gen   uint64
+	kind eventKind
+	c    *conn
+	msg  *wire.Msg
+	raw  []byte
+	code wire.ErrorCode
+	derr *wire.DecodeError
+	cert *engine.PeerCert
 	// call runs in the engine goroutine (the server's own bookkeeping).
 	call func()
 	// status receives the engine's state for a Status call.
@@ -370,43 +371,9 @@ type event struct {
 func (s *Server) loop() {
 	defer close(s.loopDone)
 	for ev := range s.events {
-		var acts []engine.Action
-		switch ev.kind {
-		case evConnect:
-			if ev.c.isClosed() {
-				// Evicted before the engine heard of it (conn.drop).
-				continue
-			}
-			s.conns[ev.c.id] = ev.c
-			s.joined()
-			acts = s.eng.Connect(ev.c.id, ev.c.addr)
-			if ev.c.initBy > 0 {
-				s.watchDPD(s.cfg.InitTimeout)
-			}
-		case evMessage:
-			acts = s.eng.Message(ev.c.id, ev.msg, ev.raw)
-		case evFrameError:
-			acts = s.eng.FrameError(ev.c.id, ev.code)
-		case evDecodeError:
-			acts = s.eng.DecodeError(ev.c.id, ev.derr)
-		case evTLSStarted:
-			acts = s.eng.TLSStarted(ev.c.id, ev.cert)
-		case evClosed:
-			if s.conns[ev.c.id] == ev.c {
-				s.log.Debug().Str("addr", ev.c.addr).Str("reason", ev.reason).Msg("client disconnected")
-				acts = s.lost(ev.c)
-			}
-		case evTimer:
-			acts = s.eng.Timer(ev.c.id, ev.timer, ev.gen)
-		case evStatus:
-			ev.status <- s.eng.Status()
-		case evCall:
-			ev.call()
-		case evSweep:
-			s.sweepDPD()
-		case evShutdown:
-			if s.sweep.timer != nil {
-				s.sweep.timer.Stop()
+		if ev.kind == evShutdown {
+			if s.tick.armed {
+				s.tick.stop()
 			}
 			s.refuse.stop()
 			s.apply(s.eng.Shutdown(), nil)
@@ -416,8 +383,45 @@ func (s *Server) loop() {
 			}
 			return
 		}
-		s.apply(acts, ev.startTLS)
+		s.apply(s.handle(ev), ev.startTLS)
+		s.armTick()
 	}
+}
+
+// handle gives one event to the engine, with the time.
+func (s *Server) handle(ev event) []engine.Action {
+	now := s.clock.Now()
+	switch ev.kind {
+	case evConnect:
+		if ev.c.isClosed() {
+			// Evicted before the engine heard of it (conn.drop).
+			return nil
+		}
+		s.conns[ev.c.id] = ev.c
+		s.joined()
+		return s.eng.Connect(now, ev.c.id, ev.c.addr)
+	case evMessage:
+		return s.eng.Message(now, ev.c.id, ev.msg, ev.raw)
+	case evFrameError:
+		return s.eng.FrameError(now, ev.c.id, ev.code)
+	case evDecodeError:
+		return s.eng.DecodeError(now, ev.c.id, ev.derr)
+	case evTLSStarted:
+		return s.eng.TLSStarted(now, ev.c.id, ev.cert)
+	case evClosed:
+		if s.conns[ev.c.id] == ev.c {
+			s.log.Debug().Str("addr", ev.c.addr).Str("reason", ev.reason).Msg("client disconnected")
+			return s.lost(ev.c)
+		}
+	case evTick:
+		s.tick.armed = false
+		return s.eng.Tick(now)
+	case evStatus:
+		ev.status <- s.eng.Status()
+	case evCall:
+		ev.call()
+	}
+	return nil
 }
 
 // lost closes a connection the engine still knows, and tells the engine.
@@ -425,7 +429,7 @@ func (s *Server) lost(c *conn) []engine.Action {
 	delete(s.conns, c.id)
 	c.close()
 	s.left()
-	return s.eng.Disconnect(c.id)
+	return s.eng.Disconnect(s.clock.Now(), c.id)
 }
 
 // apply performs the engine's actions. Connections that cannot take a
@@ -457,24 +461,13 @@ func (s *Server) apply(acts []engine.Action, startTLS chan bool) {
 					drop = append(drop, c)
 				}
 			case engine.ActDisconnect:
-				delete(s.conns, c.id)
-				c.close()
-				s.left()
+				s.dropped(c, a.Reason)
 			case engine.ActStartTLS:
 				if startTLS != nil && !tlsAnswered {
 					startTLS <- true
 					tlsAnswered = true
 				}
-			case engine.ActSetDPD:
-				d := time.Duration(a.Ms) * time.Millisecond
-				c.setDPD(d)
-				s.watchDPD(d)
-			case engine.ActArmTimer:
-				c.armTimer(a.Timer, time.Duration(a.Ms)*time.Millisecond, a.Gen)
-			case engine.ActStopTimer:
-				c.stopTimer(a.Timer)
 			case engine.ActInitDone:
-				c.initBy = 0
 				s.fresh.done(c)
 			}
 		}
@@ -492,5 +485,20 @@ func (s *Server) apply(acts []engine.Action, startTLS chan bool) {
 	}
 	if startTLS != nil && !tlsAnswered {
 		startTLS <- false
+	}
+}
+
+// dropped closes a connection the engine let go.
+func (s *Server) dropped(c *conn, r engine.DisconnectReason) {
+	delete(s.conns, c.id)
+	c.close()
+	s.left()
+	switch r {
+	case engine.ReasonInitTimeout:
+		s.refuse.note(refusedInit, c.addr)
+	case engine.ReasonDeadPeer:
+		if s.cfg.Hooks.DPDTimeout != nil {
+			s.cfg.Hooks.DPDTimeout()
+		}
 	}
 }
