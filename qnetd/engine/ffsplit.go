@@ -294,39 +294,94 @@ func subset(a, b []wire.NodeInfo) bool {
 	return true
 }
 
-// ffBetter reports whether partition v1 beats v2 (nil = no partition yet).
-func ffBetter(cl *Cluster, v1, v2 *ffView) bool {
+// ffRule is the rule of ffCompare that decided between two partitions.
+type ffRule uint8
+
+const (
+	ffMajority    ffRule = iota + 1 // more than half of the configured nodes
+	ffNoMajority                    // half or fewer of an odd number, or fewer than half
+	ffAlone                         // 50:50 and the other half has no client
+	ffHeuristics                    // better heuristics score
+	ffConnected                     // more connected clients
+	ffKeepsActive                   // keep-active-partition: it had the vote
+	ffTieBreaker                    // holds (or not) the tie-breaker node
+)
+
+// ffWhy is why one partition beat (or did not beat) another: the rule and
+// the figures it compared, put into words only when a decision is logged.
+type ffWhy struct {
+	rule   ffRule
+	m, n   int // members, configured nodes
+	a, b   int // the compared figures (scores, connected clients)
+	tbNode uint32
+	tb     wire.TieBreaker
+}
+
+func (w ffWhy) String() string {
+	switch w.rule {
+	case ffMajority:
+		return fmt.Sprintf("has a majority: %d of %d configured nodes", w.m, w.n)
+	case ffNoMajority:
+		return fmt.Sprintf("has no majority: %d of %d configured nodes", w.m, w.n)
+	case ffAlone:
+		return fmt.Sprintf("50:50 split (%d of %d nodes); the other half has no node connected to qnetd", w.m, w.n)
+	case ffHeuristics:
+		return fmt.Sprintf("50:50 split; better heuristics score (%d against %d)", w.a, w.b)
+	case ffConnected:
+		return fmt.Sprintf("50:50 split; more nodes connected to qnetd (%d against %d)", w.a, w.b)
+	case ffKeepsActive:
+		return "50:50 split, equal scores; it already had the vote and keeps it (keep-active-partition tie-breaker)"
+	}
+	return fmt.Sprintf("50:50 split, equal scores; it holds the tie-breaker node %d (%s)", w.tbNode, strings.ToLower(w.tb.String()))
+}
+
+// ffCompare reports whether partition v1 beats v2 (nil = no partition yet)
+// and by which rule. The decision's explanation is the same comparison of
+// the winner with the other half, so the words cannot drift from the rules.
+func ffCompare(cl *Cluster, v1, v2 *ffView) (bool, ffWhy) {
 	n := len(v1.cfg)
 	m := len(v1.mem)
-	if n%2 == 1 {
-		return m > n/2
+	w := ffWhy{m: m, n: n}
+	if m > n/2 && (n%2 == 1 || m*2 > n) {
+		w.rule = ffMajority
+		return true, w
 	}
-	if m > n/2 {
-		return true
+	if n%2 == 1 || m < n/2 {
+		w.rule = ffNoMajority
+		return false, w
 	}
-	if m < n/2 {
-		return false
+	if v2 == nil {
+		// v1's own client is connected and in v1, so v1 outscores or
+		// outnumbers no partition at all.
+		w.rule = ffAlone
+		return true, w
 	}
 	score1, active1 := ffScore(cl, v1)
 	score2, active2 := ffScore(cl, v2)
 	if score1 != score2 {
-		return score1 > score2
+		w.rule, w.a, w.b = ffHeuristics, score1, score2
+		return score1 > score2, w
 	}
 	if active1 != active2 {
-		return active1 > active2
+		w.rule, w.a, w.b = ffConnected, active1, active2
+		return active1 > active2, w
 	}
-	if v2 != nil && cl.KAPInForce() {
+	if cl.KAPInForce() {
 		in1 := containsNode(cl.QuoratePartition, v1.c.NodeID)
 		in2 := containsNode(cl.QuoratePartition, v2.c.NodeID)
-		if in1 && !in2 {
-			return true
-		}
-		if !in1 && in2 {
-			return false
+		if in1 != in2 {
+			w.rule = ffKeepsActive
+			return in1, w
 		}
 	}
 	preferred, ok := tieBreakerNode(v1.c.TieBreaker, v1.cfg)
-	return ok && containsNode(v1.mem, preferred)
+	w.rule, w.tbNode, w.tb = ffTieBreaker, preferred, v1.c.TieBreaker
+	return ok && containsNode(v1.mem, preferred), w
+}
+
+func ffBetter(cl *Cluster, v1, v2 *ffView) bool {
+	better, _ := ffCompare(cl, v1, v2)
+	return better
 }
 
 // ffScore counts a partition's connected members (a client that is leaving
@@ -369,16 +424,12 @@ func tieBreakerNode(tb wire.TieBreaker, cfg []wire.NodeInfo) (uint32, bool) {
 	return best, true
 }
 
-// ffExplain says in words why best won (or why nobody did), comparing it
-// with the first partition that is not best's, by the same rules as
-// ffBetter. It runs before QuoratePartition is replaced, as ffBetter did.
+// ffExplain says in words why best won (or why nobody did): ffCompare's
+// rule between best and the first partition that is not best's. It runs
+// before QuoratePartition is replaced, as the choice did.
 func ffExplain(cl *Cluster, views []ffView, best *ffView) string {
 	if best == nil {
 		return "no partition has a majority of the configured nodes or wins the 50:50 tie"
-	}
-	n, m := len(best.cfg), len(best.mem)
-	if m*2 > n {
-		return fmt.Sprintf("has a majority: %d of %d configured nodes", m, n)
 	}
 	var other *ffView
 	for i := range views {
@@ -387,18 +438,6 @@ func ffExplain(cl *Cluster, views []ffView, best *ffView) string {
 			break
 		}
 	}
-	s1, a1 := ffScore(cl, best)
-	s2, a2 := ffScore(cl, other)
-	switch {
-	case other == nil:
-		return fmt.Sprintf("50:50 split (%d of %d nodes); the other half has no node connected to qnetd", m, n)
-	case s1 != s2:
-		return fmt.Sprintf("50:50 split; better heuristics score (%d against %d)", s1, s2)
-	case a1 != a2:
-		return fmt.Sprintf("50:50 split; more nodes connected to qnetd (%d against %d)", a1, a2)
-	case cl.KAPInForce() && containsNode(cl.QuoratePartition, best.c.NodeID) && !containsNode(cl.QuoratePartition, other.c.NodeID):
-		return "50:50 split, equal scores; it already had the vote and keeps it (keep-active-partition tie-breaker)"
-	}
-	id, _ := tieBreakerNode(best.c.TieBreaker, best.cfg)
-	return fmt.Sprintf("50:50 split, equal scores; it holds the tie-breaker node %d (%s)", id, strings.ToLower(best.c.TieBreaker.String()))
+	_, why := ffCompare(cl, best, other)
+	return why.String()
 }
