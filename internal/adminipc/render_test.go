@@ -30,38 +30,36 @@ func newRig(t *testing.T, cfg engine.Config) *rig {
 func (r *rig) connect(addr string, n *client.Node) {
 	r.next++
 	r.nodes[r.next], r.ids[n] = n, r.next
-	r.apply(r.e.Connect(0, r.next, addr))
+	r.apply(r.e.Connect(0, r.next, addr), n)
 }
 
 func (r *rig) send(n *client.Node, m *wire.Msg) {
 	raw := m.Append(nil)
 	dm, err := wire.Decode(raw)
 	require.NoError(r.t, err)
-	r.apply(r.e.Message(0, r.ids[n], dm, raw))
+	r.apply(r.e.Message(0, r.ids[n], dm, raw), n)
 }
 
-func (r *rig) apply(acts []engine.Action) {
+// apply performs the engine's batch for an event of from.
+func (r *rig) apply(b engine.Batch, from *client.Node) {
 	type reply struct {
 		n *client.Node
 		m *wire.Msg
 	}
 	var replies []reply
-	for _, a := range acts {
-		switch a.Kind {
-		case engine.ActSend:
-			raw := a.Raw
-			if raw == nil {
-				raw = a.Msg.Append(nil)
-			}
-			m, err := wire.Decode(raw)
-			require.NoError(r.t, err)
-			if ans := r.nodes[a.To].Handle(m); ans != nil {
-				replies = append(replies, reply{r.nodes[a.To], ans})
-			}
-		case engine.ActStartTLS:
-			n := r.nodes[a.To]
-			r.apply(r.e.TLSStarted(0, a.To, &engine.PeerCert{CommonName: n.Cluster}))
+	for _, s := range b.Sends {
+		raw := s.Raw
+		if raw == nil {
+			raw = s.Msg.Append(nil)
 		}
+		m, err := wire.Decode(raw)
+		require.NoError(r.t, err)
+		if ans := r.nodes[s.To].Handle(m); ans != nil {
+			replies = append(replies, reply{r.nodes[s.To], ans})
+		}
+	}
+	if b.StartTLS {
+		r.apply(r.e.TLSStarted(0, r.ids[from], &engine.PeerCert{CommonName: from.Cluster}), from)
 	}
 	for _, x := range replies {
 		r.send(x.n, x.m)

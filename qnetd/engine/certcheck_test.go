@@ -20,18 +20,18 @@ func tlsClient(t *testing.T, e *engine.Engine, id engine.ClientID, cluster strin
 	e.Connect(0, id, "192.0.2.1:5000")
 	pre := (&wire.Msg{Type: wire.MsgPreinit, ClusterName: []byte(cluster)}).Set(wire.OptClusterName)
 	e.Message(0, id, pre, nil)
-	acts := e.Message(0, id, &wire.Msg{Type: wire.MsgStartTLS}, nil)
-	require.Len(t, acts, 1)
-	require.Equal(t, engine.ActStartTLS, acts[0].Kind)
+	b := e.Message(0, id, &wire.Msg{Type: wire.MsgStartTLS}, nil)
+	require.True(t, b.StartTLS)
+	require.Empty(t, b.Sends)
+	require.Empty(t, b.Disconnects)
 	e.TLSStarted(0, id, cert)
 	echo := &wire.Msg{Type: wire.MsgEchoRequest}
-	for _, a := range e.Message(0, id, echo, echo.Append(nil)) {
-		switch {
-		case a.Kind == engine.ActDisconnect && a.To == id:
-			dropped = true
-		case a.Kind == engine.ActSend && a.To == id:
-			answered = true
-		}
+	b = e.Message(0, id, echo, echo.Append(nil))
+	for _, d := range b.Disconnects {
+		dropped = dropped || d.Client == id
+	}
+	for _, s := range b.Sends {
+		answered = answered || s.To == id
 	}
 	return dropped, answered
 }

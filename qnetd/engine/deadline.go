@@ -171,7 +171,7 @@ func (e *Engine) Next() (at time.Duration, ok bool) {
 
 // Tick delivers the passing of time: every deadline at or before now
 // fires, in order.
-func (e *Engine) Tick(now time.Duration) []Action {
+func (e *Engine) Tick(now time.Duration) Batch {
 	e.advance(now)
 	for len(e.deadlines) > 0 && e.deadlines[0].times.heapAt <= e.now {
 		e.expire(e.deadlines[0])
@@ -222,5 +222,5 @@ func (e *Engine) dropLate(c *Client, r DisconnectReason) {
 		e.log.Debug().Str("addr", c.Addr).Dur("init_timeout", e.cfg.InitTimeout).Msg("client did not complete INIT in time, disconnecting")
 	}
 	e.dropping = append(e.dropping, c.ID)
-	e.out = append(e.out, Action{Kind: ActDisconnect, To: c.ID, Reason: r})
+	e.out.Disconnects = append(e.out.Disconnects, Disconnect{Client: c.ID, Reason: r})
 }

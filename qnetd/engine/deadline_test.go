@@ -20,7 +20,7 @@ type clockRig struct {
 	e *engine.Engine
 }
 
-func (r clockRig) send(now time.Duration, id engine.ClientID, m *wire.Msg) []engine.Action {
+func (r clockRig) send(now time.Duration, id engine.ClientID, m *wire.Msg) engine.Batch {
 	return r.e.Message(now, id, m, m.Append(nil))
 }
 
@@ -32,7 +32,7 @@ func (r clockRig) join(now time.Duration, id engine.ClientID, hb uint32) *client
 		TieBreaker: wire.TieBreaker{Mode: wire.TieBreakerLowest}, Heartbeat: hb})
 	r.e.Connect(now, id, "192.0.2.1:5000")
 	r.send(now, id, n.Preinit())
-	require.Equal(r.t, []engine.ClientID{id}, initDones(r.send(now, id, n.Init(wire.RingID{NodeID: 1, Seq: 4}))))
+	require.True(r.t, r.send(now, id, n.Init(wire.RingID{NodeID: 1, Seq: 4})).InitDone)
 	return n
 }
 
@@ -43,12 +43,10 @@ func next(t *testing.T, e *engine.Engine) time.Duration {
 	return at
 }
 
-func disconnects(acts []engine.Action) map[engine.ClientID]engine.DisconnectReason {
+func disconnects(b engine.Batch) map[engine.ClientID]engine.DisconnectReason {
 	out := map[engine.ClientID]engine.DisconnectReason{}
-	for _, a := range acts {
-		if a.Kind == engine.ActDisconnect {
-			out[a.To] = a.Reason
-		}
+	for _, d := range b.Disconnects {
+		out[d.Client] = d.Reason
 	}
 	return out
 }
@@ -63,6 +61,7 @@ func TestDeadPeerDeadlineFollowsMessages(t *testing.T) {
 	require.False(t, ok, "no client, no deadline")
 	n := r.join(10*ms, 1, 1000)
 	require.Equal(t, 1510*ms, next(t, r.e))
+	require.Equal(t, 1510*ms, r.e.Tick(0).Next, "the batch says the same")
 
 	echo := n.Echo()
 	r.send(1000*ms, 1, echo)
@@ -132,8 +131,8 @@ func TestSimultaneousDeadlinesFireInClientOrder(t *testing.T) {
 		r.e.Connect(0, id, "192.0.2.1:1")
 	}
 	var order []engine.ClientID
-	for _, a := range r.e.Tick(time.Hour) {
-		order = append(order, a.To)
+	for _, d := range r.e.Tick(time.Hour).Disconnects {
+		order = append(order, d.Client)
 	}
 	require.Equal(t, []engine.ClientID{1, 3, 5, 9}, order)
 }

@@ -1,11 +1,11 @@
 // Package engine is the qnetd decision engine: every protocol rule that
 // does not need a socket. Events go in (a decoded message from a client, a
-// disconnect, the time), actions come out (send this message to that
-// client, close that one) with the engine's next deadline. It owns all
+// disconnect, the time), a Batch comes out (send these messages, close
+// those clients) with the engine's next deadline. It owns all
 // cluster state and every client's deadlines (deadline.go), is driven by
 // one goroutine and is deterministic: no sockets, clocks, goroutines or
-// randomness. The server turns actions into I/O and arms one timer for
-// the next deadline.
+// randomness. The server turns each batch into I/O and arms one timer
+// for the next deadline.
 //
 // Where a vote is decided: ffsplit.go, lms.go, twonodelms.go, testalgo.go.
 package engine
@@ -60,22 +60,37 @@ const preInitHeartbeat = 120000
 // maxTimerMs is upstream's timer range; a larger DPD interval is refused.
 const maxTimerMs = 18000000
 
-// ActionKind says what the server must do.
-type ActionKind uint8
-
-const (
-	// ActSend queues Msg (or Raw, already encoded) to the client.
-	ActSend ActionKind = iota + 1
-	// ActDisconnect closes the client's connection without a message,
-	// for Reason.
-	ActDisconnect
-	// ActStartTLS: the client sent STARTTLS and it was accepted; the next
-	// bytes on the socket are a TLS ClientHello.
-	ActStartTLS
-	// ActInitDone: the client's INIT succeeded. The server limits how
+// Batch is what the engine asks of the server after one event. The
+// server sends first, then disconnects: every message to a client the
+// engine drops was decided before the drop (later ones are not made).
+type Batch struct {
+	Sends       []Send
+	Disconnects []Disconnect
+	// StartTLS: the event's client sent STARTTLS and it was accepted; the
+	// next bytes on its socket are a TLS ClientHello. Without it, a
+	// STARTTLS message was refused.
+	StartTLS bool
+	// InitDone: the event's client completed INIT. The server limits how
 	// many connections may be open without it.
-	ActInitDone
-)
+	InitDone bool
+	// Next is the engine's next deadline (0: none): the server calls Tick
+	// then. Engine.Next says the same between events.
+	Next time.Duration
+}
+
+// Send is one message to a client: Msg, or Raw when it is already
+// encoded.
+type Send struct {
+	To  ClientID
+	Msg *wire.Msg
+	Raw []byte
+}
+
+// Disconnect closes a client's connection without a message.
+type Disconnect struct {
+	Client ClientID
+	Reason DisconnectReason
+}
 
 // DisconnectReason says why the engine closes a connection.
 type DisconnectReason uint8
@@ -95,15 +110,6 @@ const (
 	ReasonShutdown
 )
 
-// Action is one instruction to the server.
-type Action struct {
-	Kind   ActionKind
-	To     ClientID
-	Msg    *wire.Msg
-	Raw    []byte
-	Reason DisconnectReason // ActDisconnect
-}
-
 // PeerCert is what the engine needs of a verified TLS client certificate.
 type PeerCert struct {
 	CommonName string
@@ -118,7 +124,7 @@ type Engine struct {
 	clients  map[ClientID]*Client
 	clusters map[string]*Cluster
 	order    []*Cluster // creation order, for status listings
-	out      []Action
+	out      Batch
 	dropping []ClientID // disconnects decided during the current event
 	now      time.Duration
 	// deadlines orders the clients by their next deadline (deadline.go).
@@ -169,15 +175,18 @@ func (e *Engine) SetObserver(o Observer) { e.observer = o }
 // Config returns the engine's settings.
 func (e *Engine) Config() Config { return e.cfg }
 
-func (e *Engine) take() []Action {
+func (e *Engine) take() Batch {
 	e.finishDisconnects()
 	out := e.out
-	e.out = nil
+	e.out = Batch{}
+	out.Next, _ = e.Next()
 	return out
 }
 
 func (e *Engine) send(c *Client, m *wire.Msg) {
-	e.out = append(e.out, Action{Kind: ActSend, To: c.ID, Msg: m})
+	if !c.dropping {
+		e.out.Sends = append(e.out.Sends, Send{To: c.ID, Msg: m})
+	}
 }
 
 func (e *Engine) serverError(c *Client, req *wire.Msg, code wire.ErrorCode) {
@@ -243,7 +252,7 @@ func (e *Engine) scheduleDisconnect(c *Client, r DisconnectReason, reason string
 	e.log.Info().Str("addr", c.Addr).Str("cluster", string(c.ClusterName)).Uint32("node_id", c.NodeID).Str("reason", reason).Msg("disconnecting client")
 	e.dropping = append(e.dropping, c.ID)
 	e.reschedule(c)
-	e.out = append(e.out, Action{Kind: ActDisconnect, To: c.ID, Reason: r})
+	e.out.Disconnects = append(e.out.Disconnects, Disconnect{Client: c.ID, Reason: r})
 }
 
 func (e *Engine) finishDisconnects() {
@@ -258,7 +267,7 @@ func (e *Engine) finishDisconnects() {
 
 // Connect registers a new TCP client. now is the clock's reading
 // (deadline.go), as for every event.
-func (e *Engine) Connect(now time.Duration, id ClientID, addr string) []Action {
+func (e *Engine) Connect(now time.Duration, id ClientID, addr string) Batch {
 	e.advance(now)
 	c := &Client{ID: id, Addr: addr, Heartbeat: preInitHeartbeat, engine: e}
 	c.KAP = e.cfg.KAPDefault
@@ -273,7 +282,7 @@ func (e *Engine) Connect(now time.Duration, id ClientID, addr string) []Action {
 
 // Disconnect handles a connection the server lost (EOF, error, full send
 // queue). No message is sent to the client.
-func (e *Engine) Disconnect(now time.Duration, id ClientID) []Action {
+func (e *Engine) Disconnect(now time.Duration, id ClientID) Batch {
 	e.advance(now)
 	if c := e.clients[id]; c != nil {
 		e.remove(c, false)
@@ -283,14 +292,14 @@ func (e *Engine) Disconnect(now time.Duration, id ClientID) []Action {
 
 // Shutdown drops every client as upstream does when going down: the
 // algorithms do not recompute votes.
-func (e *Engine) Shutdown() []Action {
+func (e *Engine) Shutdown() Batch {
 	ids := make([]ClientID, 0, len(e.clients))
 	for id := range e.clients {
 		ids = append(ids, id)
 	}
 	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 	for _, id := range ids {
-		e.out = append(e.out, Action{Kind: ActDisconnect, To: id, Reason: ReasonShutdown})
+		e.out.Disconnects = append(e.out.Disconnects, Disconnect{Client: id, Reason: ReasonShutdown})
 		e.remove(e.clients[id], true)
 	}
 	return e.take()
@@ -328,7 +337,7 @@ func (e *Engine) remove(c *Client, goingDown bool) {
 // FrameError reports a message the server skipped without decoding it
 // (unknown type or too long): SERVER_ERROR with that code and no seq.
 // A skipped message is no sign of life.
-func (e *Engine) FrameError(now time.Duration, id ClientID, code wire.ErrorCode) []Action {
+func (e *Engine) FrameError(now time.Duration, id ClientID, code wire.ErrorCode) Batch {
 	e.advance(now)
 	if c := e.clients[id]; c != nil {
 		e.serverError(c, nil, code)
@@ -338,11 +347,11 @@ func (e *Engine) FrameError(now time.Duration, id ClientID, code wire.ErrorCode)
 
 // DecodeError reports a framed message that failed to decode.
 // It is a sign of life.
-func (e *Engine) DecodeError(now time.Duration, id ClientID, derr *wire.DecodeError) []Action {
+func (e *Engine) DecodeError(now time.Duration, id ClientID, derr *wire.DecodeError) Batch {
 	e.advance(now)
 	c := e.clients[id]
 	if c == nil {
-		return nil
+		return e.take()
 	}
 	c.alive(e.now)
 	req := &wire.Msg{}
@@ -357,7 +366,7 @@ func (e *Engine) DecodeError(now time.Duration, id ClientID, derr *wire.DecodeEr
 
 // TLSStarted records a completed TLS handshake; cert is nil when the client
 // sent no certificate.
-func (e *Engine) TLSStarted(now time.Duration, id ClientID, cert *PeerCert) []Action {
+func (e *Engine) TLSStarted(now time.Duration, id ClientID, cert *PeerCert) Batch {
 	e.advance(now)
 	if c := e.clients[id]; c != nil {
 		c.TLSActive = true
@@ -369,11 +378,11 @@ func (e *Engine) TLSStarted(now time.Duration, id ClientID, cert *PeerCert) []Ac
 
 // Message handles one decoded message. raw is the whole received message
 // (needed for the echo reply, which is a byte copy of the request).
-func (e *Engine) Message(now time.Duration, id ClientID, m *wire.Msg, raw []byte) []Action {
+func (e *Engine) Message(now time.Duration, id ClientID, m *wire.Msg, raw []byte) Batch {
 	e.advance(now)
 	c := e.clients[id]
 	if c == nil {
-		return nil
+		return e.take()
 	}
 	c.alive(e.now)
 	switch {
@@ -436,7 +445,7 @@ func (e *Engine) startTLS(c *Client, m *wire.Msg) {
 		e.scheduleDisconnect(c, ReasonProtocol, "STARTTLS inside TLS")
 	default:
 		c.tlsStarting = true
-		e.out = append(e.out, Action{Kind: ActStartTLS, To: c.ID})
+		e.out.StartTLS = true
 	}
 }
 
@@ -549,7 +558,7 @@ func (e *Engine) init(c *Client, m *wire.Msg) {
 			c.initDone = true
 			c.times.initBy = 0
 			e.reschedule(c)
-			e.out = append(e.out, Action{Kind: ActInitDone, To: c.ID})
+			e.out.InitDone = true
 			e.log.Info().Str("addr", c.Addr).Str("cluster", cl.Name).Uint32("node_id", c.NodeID).
 				Str("algorithm", c.Algorithm.String()).Str("tie_breaker", c.TieBreaker.String()).
 				Uint32("heartbeat_ms", c.Heartbeat).Bool("tls", c.TLSActive).Bool("cert_verified", c.CertVerified).Msg("client initialised")
@@ -628,7 +637,7 @@ func (e *Engine) echo(c *Client, m *wire.Msg, raw []byte) {
 	}
 	out := append([]byte(nil), raw...)
 	out[0], out[1] = 0, byte(wire.MsgEchoReply)
-	e.out = append(e.out, Action{Kind: ActSend, To: c.ID, Raw: out})
+	e.out.Sends = append(e.out.Sends, Send{To: c.ID, Raw: out})
 }
 
 // storeVote records the vote a message carries, as upstream's message

@@ -139,22 +139,19 @@ func (s *sim) disconnect(x *simNode) {
 	s.log("node %d disconnects", x.n.NodeID)
 }
 
-func (s *sim) apply(acts []engine.Action) {
-	for _, a := range acts {
-		x := s.byID[a.To]
-		switch a.Kind {
-		case engine.ActSend:
-			if x != nil && a.Msg != nil {
-				x.toNode = append(x.toNode, a.Msg)
-			}
-		case engine.ActDisconnect:
-			if x != nil {
-				x.connected = false
-				x.toServer, x.toNode = nil, nil
-				x.n.Disconnected()
-				delete(s.byID, a.To)
-				s.log("server drops node %d", x.n.NodeID)
-			}
+func (s *sim) apply(b engine.Batch) {
+	for _, m := range b.Sends {
+		if x := s.byID[m.To]; x != nil && m.Msg != nil {
+			x.toNode = append(x.toNode, m.Msg)
+		}
+	}
+	for _, d := range b.Disconnects {
+		if x := s.byID[d.Client]; x != nil {
+			x.connected = false
+			x.toServer, x.toNode = nil, nil
+			x.n.Disconnected()
+			delete(s.byID, d.Client)
+			s.log("server drops node %d", x.n.NodeID)
 		}
 	}
 }

@@ -94,42 +94,38 @@ func (t *EngineTransport) SendRaw(n *client.Node, m *wire.Msg) error {
 	return nil
 }
 
-// apply performs actions; node replies are fed back at once (depth first),
-// which is the order a single-threaded server sees them in when each node
-// answers before the next event.
-func (t *EngineTransport) apply(acts []engine.Action) {
-	var replies []struct {
+// apply performs the engine's batch; node replies are fed back at once
+// (depth first), which is the order a single-threaded server sees them in
+// when each node answers before the next event.
+func (t *EngineTransport) apply(b engine.Batch) {
+	type reply struct {
 		n *client.Node
 		m *wire.Msg
 	}
-	for _, a := range acts {
-		switch a.Kind {
-		case engine.ActSend:
-			n := t.nodes[a.To]
-			if n == nil {
-				continue
-			}
-			raw := a.Raw
-			if raw == nil {
-				raw = a.Msg.Append(nil)
-			}
-			m, err := wire.Decode(raw)
-			if err != nil {
-				panic(fmt.Sprintf("engine sent an undecodable message: %v", err))
-			}
-			if m.Type == wire.MsgInitReply && m.ReplyErrorCode == wire.ErrNoError {
-				t.beats[a.To] = t.now + beatInterval(n)
-			}
-			if r := n.Handle(m); r != nil {
-				replies = append(replies, struct {
-					n *client.Node
-					m *wire.Msg
-				}{n, r})
-			}
-		case engine.ActDisconnect:
-			delete(t.nodes, a.To)
-			delete(t.beats, a.To)
+	var replies []reply
+	for _, s := range b.Sends {
+		n := t.nodes[s.To]
+		if n == nil {
+			continue
 		}
+		raw := s.Raw
+		if raw == nil {
+			raw = s.Msg.Append(nil)
+		}
+		m, err := wire.Decode(raw)
+		if err != nil {
+			panic(fmt.Sprintf("engine sent an undecodable message: %v", err))
+		}
+		if m.Type == wire.MsgInitReply && m.ReplyErrorCode == wire.ErrNoError {
+			t.beats[s.To] = t.now + beatInterval(n)
+		}
+		if r := n.Handle(m); r != nil {
+			replies = append(replies, reply{n, r})
+		}
+	}
+	for _, d := range b.Disconnects {
+		delete(t.nodes, d.Client)
+		delete(t.beats, d.Client)
 	}
 	for _, r := range replies {
 		_ = t.SendRaw(r.n, r.m)

@@ -376,26 +376,26 @@ func (s *Server) loop() {
 				s.tick.stop()
 			}
 			s.refuse.stop()
-			s.apply(s.eng.Shutdown(), nil)
+			s.apply(s.eng.Shutdown(), nil, nil)
 			for id, c := range s.conns {
 				c.close()
 				delete(s.conns, id)
 			}
 			return
 		}
-		s.apply(s.handle(ev), ev.startTLS)
+		s.apply(s.handle(ev), ev.c, ev.startTLS)
 		s.armTick()
 	}
 }
 
 // handle gives one event to the engine, with the time.
-func (s *Server) handle(ev event) []engine.Action {
+func (s *Server) handle(ev event) engine.Batch {
 	now := s.clock.Now()
 	switch ev.kind {
 	case evConnect:
 		if ev.c.isClosed() {
 			// Evicted before the engine heard of it (conn.drop).
-			return nil
+			return engine.Batch{}
 		}
 		s.conns[ev.c.id] = ev.c
 		s.joined()
@@ -421,71 +421,76 @@ func (s *Server) handle(ev event) []engine.Action {
 	case evCall:
 		ev.call()
 	}
-	return nil
+	return engine.Batch{}
 }
 
 // lost closes a connection the engine still knows, and tells the engine.
-func (s *Server) lost(c *conn) []engine.Action {
+func (s *Server) lost(c *conn) engine.Batch {
 	delete(s.conns, c.id)
 	c.close()
 	s.left()
 	return s.eng.Disconnect(s.clock.Now(), c.id)
 }
 
-// apply performs the engine's actions. Connections that cannot take a
-// message are dropped after the whole batch, as upstream does.
-func (s *Server) apply(acts []engine.Action, startTLS chan bool) {
-	var drop []*conn
-	tlsAnswered := false
+// apply performs the engine's batch for an event of c (nil: none):
+// sends, then disconnects. Connections that cannot take a message are
+// dropped after the whole batch, as upstream does, and the engine's
+// answer to that is performed in turn.
+func (s *Server) apply(b engine.Batch, c *conn, startTLS chan bool) {
+	if startTLS != nil {
+		// Answered once the batch is done, as the reader goroutine
+		// waiting for it reads on only then.
+		ok := b.StartTLS
+		defer func() { startTLS <- ok }()
+	}
+	if b.InitDone && c != nil {
+		s.fresh.done(c)
+	}
 	for {
-		for _, a := range acts {
-			c := s.conns[a.To]
-			if c == nil {
-				continue
+		var drop []*conn
+		for _, m := range b.Sends {
+			if to := s.conns[m.To]; to != nil && !s.send(to, m) {
+				drop = append(drop, to)
 			}
-			switch a.Kind {
-			case engine.ActSend:
-				b := a.Raw
-				if b == nil {
-					b = a.Msg.Append(make([]byte, 0, 64))
-				}
-				res := full
-				if len(b) <= int(s.cfg.Engine.MaxSendSize) {
-					res = c.enqueue(b)
-				}
-				switch res {
-				case full:
-					s.log.Warn().Str("addr", c.addr).Int("queue", s.cfg.SendBuffers).Msg("client does not read its replies, disconnecting")
-					drop = append(drop, c)
-				case broken:
-					drop = append(drop, c)
-				}
-			case engine.ActDisconnect:
-				s.dropped(c, a.Reason)
-			case engine.ActStartTLS:
-				if startTLS != nil && !tlsAnswered {
-					startTLS <- true
-					tlsAnswered = true
-				}
-			case engine.ActInitDone:
-				s.fresh.done(c)
+		}
+		for _, d := range b.Disconnects {
+			if to := s.conns[d.Client]; to != nil {
+				s.dropped(to, d.Reason)
 			}
 		}
 		if len(drop) == 0 {
-			break
+			return
 		}
-		acts = nil
-		for _, c := range drop {
-			if s.conns[c.id] == c {
-				s.log.Debug().Str("addr", c.addr).Msg("client disconnected: cannot write to it")
-				acts = append(acts, s.lost(c)...)
+		b = engine.Batch{}
+		for _, to := range drop {
+			if s.conns[to.id] == to {
+				s.log.Debug().Str("addr", to.addr).Msg("client disconnected: cannot write to it")
+				nb := s.lost(to)
+				b.Sends = append(b.Sends, nb.Sends...)
+				b.Disconnects = append(b.Disconnects, nb.Disconnects...)
 			}
 		}
-		drop = nil
 	}
-	if startTLS != nil && !tlsAnswered {
-		startTLS <- false
+}
+
+// send queues one message; false when the connection must go.
+func (s *Server) send(c *conn, m engine.Send) bool {
+	b := m.Raw
+	if b == nil {
+		b = m.Msg.Append(make([]byte, 0, 64))
 	}
+	res := full
+	if len(b) <= int(s.cfg.Engine.MaxSendSize) {
+		res = c.enqueue(b)
+	}
+	switch res {
+	case full:
+		s.log.Warn().Str("addr", c.addr).Int("queue", s.cfg.SendBuffers).Msg("client does not read its replies, disconnecting")
+		return false
+	case broken:
+		return false
+	}
+	return true
 }
 
 // dropped closes a connection the engine let go.
