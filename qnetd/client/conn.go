@@ -61,23 +61,21 @@ func (c *Conn) ReadMsg() (*wire.Msg, []byte, error) {
 	return ReadMsg(c.br)
 }
 
+// maxMsg bounds a message from the server; a longer one is an error.
+const maxMsg = 16 << 20
+
 // ReadMsg reads one framed message from r and decodes it.
 func ReadMsg(r io.Reader) (*wire.Msg, []byte, error) {
-	var hdr [wire.HeaderSize]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+	var f wire.Framer
+	fr, err := f.Read(r, maxMsg)
+	if err != nil {
 		return nil, nil, err
 	}
-	_, n, _ := wire.ParseHeader(hdr[:])
-	if n > 16<<20 {
-		return nil, nil, fmt.Errorf("message of %d bytes is too long", n)
+	if fr.Raw == nil {
+		return nil, nil, fmt.Errorf("message refused: %s", fr.Refused)
 	}
-	raw := make([]byte, wire.HeaderSize+int(n))
-	copy(raw, hdr[:])
-	if _, err := io.ReadFull(r, raw[wire.HeaderSize:]); err != nil {
-		return nil, nil, err
-	}
-	m, err := wire.Decode(raw)
-	return m, raw, err
+	m, err := wire.Decode(fr.Raw)
+	return m, fr.Raw, err
 }
 
 // Call sends m and reads until its reply, handing every message on the way

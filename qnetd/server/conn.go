@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/qnetd-addon/qnetd/qnetd/engine"
+	"github.com/qnetd-addon/qnetd/qnetd/wire"
 )
 
 // conn is one client connection. An idle connection owns no goroutine and
@@ -27,9 +28,9 @@ type conn struct {
 	raw     net.Conn
 	// rc reads and writes raw without blocking while the poller serves
 	// the connection; nil otherwise.
-	rc syscall.RawConn
-	fd int32 // while the poller serves it
-	framer
+	rc     syscall.RawConn
+	fd     int32 // while the poller serves it
+	framer wire.Framer
 
 	mu       sync.Mutex
 	nc       net.Conn // raw, or the tls.Conn after STARTTLS

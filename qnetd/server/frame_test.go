@@ -51,7 +51,7 @@ func frameEvents(t testing.TB, stream []byte, cuts []int) []string {
 		if answer != nil && len(rest) > 0 {
 			pieces = append([][]byte{rest}, pieces...)
 		}
-		require.LessOrEqual(t, len(c.partial), int(s.cfg.Engine.MaxReceiveSize), "partial grows beyond one message")
+		require.LessOrEqual(t, c.framer.Pending(), int(s.cfg.Engine.MaxReceiveSize), "partial grows beyond one message")
 		drain()
 	}
 	return out

@@ -148,43 +148,20 @@ func FuzzParseHeader(f *testing.F) {
 	})
 }
 
-// streamFrame is one message cut from a byte stream the way the server
-// frames it.
-type streamFrame struct {
-	raw     []byte // header + body; nil for a skipped message
-	skipped ErrorCode
-}
-
-// splitStream cuts data into messages as the server does (§1.2): read the
-// 6-byte header; an unknown type or a message longer than maxRecv is
-// skipped (its body read to the announced end and discarded); otherwise the
-// body of the announced length is the message. It stops at a partial
-// header or body, returning the frames complete so far and how many bytes
-// they used.
-func splitStream(data []byte, maxRecv int) ([]streamFrame, int) {
-	var out []streamFrame
-	pos := 0
-	for len(data)-pos >= HeaderSize {
-		typ, n, _ := ParseHeader(data[pos:])
-		end := int64(pos) + HeaderSize + int64(n)
-		if end > int64(len(data)) {
-			break
+// splitStream cuts a whole stream with a Framer, returning the frames
+// complete so far and how many bytes they used.
+func splitStream(data []byte, maxRecv int) ([]Frame, int) {
+	var f Framer
+	var out []Frame
+	rest := data
+	for {
+		fr, more, ok := f.Next(rest, uint32(maxRecv))
+		if !ok {
+			return out, len(data) - len(rest)
 		}
-		if !typ.Known() || HeaderSize+int64(n) > int64(maxRecv) {
-			code := ErrMessageTooLong
-			if !typ.Known() {
-				code = ErrUnsupportedMessage
-				if n == 0 {
-					code = ErrNoError
-				}
-			}
-			out = append(out, streamFrame{skipped: code})
-		} else {
-			out = append(out, streamFrame{raw: data[pos:end]})
-		}
-		pos = int(end)
+		out = append(out, fr)
+		rest = more
 	}
-	return out, pos
 }
 
 func FuzzStream(f *testing.F) {
@@ -212,11 +189,34 @@ func FuzzStream(f *testing.F) {
 		frames, used := splitStream(data, DefaultMaxReceiveSize)
 		require.LessOrEqual(t, used, len(data))
 		for _, fr := range frames {
-			if fr.raw == nil {
+			if fr.Raw == nil {
 				continue
 			}
-			require.LessOrEqual(t, len(fr.raw), DefaultMaxReceiveSize)
-			checkDecode(t, fr.raw)
+			require.LessOrEqual(t, len(fr.Raw), DefaultMaxReceiveSize)
+			checkDecode(t, fr.Raw)
+		}
+		// However the bytes arrive, the same frames; at most one
+		// message held; Read from a stream gives them too.
+		var f Framer
+		var cut []Frame
+		for i := 0; i < len(data); i += 1 + i%7 {
+			rest := data[i:min(i+1+i%7, len(data))]
+			for {
+				fr, more, ok := f.Next(rest, DefaultMaxReceiveSize)
+				require.LessOrEqual(t, f.Pending(), DefaultMaxReceiveSize)
+				if !ok {
+					break
+				}
+				cut, rest = append(cut, fr), more
+			}
+		}
+		require.Equal(t, frames, cut)
+		var rf Framer
+		r := bytes.NewReader(data)
+		for i := range frames {
+			fr, err := rf.Read(r, DefaultMaxReceiveSize)
+			require.NoError(t, err)
+			require.Equal(t, frames[i], fr)
 		}
 	})
 }
@@ -231,14 +231,14 @@ func TestSplitStream(t *testing.T) {
 	frames, used := splitStream(data, DefaultMaxReceiveSize)
 	require.Equal(t, len(data)-7, used)
 	require.Len(t, frames, 5)
-	require.Equal(t, good, frames[0].raw)
-	require.Nil(t, frames[1].raw)
-	require.Equal(t, ErrMessageTooLong, frames[1].skipped)
-	require.Equal(t, ErrUnsupportedMessage, frames[2].skipped)
-	require.Equal(t, ErrNoError, frames[3].skipped)
-	require.Equal(t, maxOK, frames[4].raw)
-	require.Len(t, frames[4].raw, DefaultMaxReceiveSize)
-	m, err := Decode(frames[4].raw)
+	require.Equal(t, good, frames[0].Raw)
+	require.Nil(t, frames[1].Raw)
+	require.Equal(t, Frame{Refused: ErrMessageTooLong, Answer: ErrMessageTooLong}, frames[1])
+	require.Equal(t, Frame{Refused: ErrUnsupportedMessage, Answer: ErrUnsupportedMessage}, frames[2])
+	require.Equal(t, Frame{Refused: ErrUnsupportedMessage, Answer: ErrNoError}, frames[3], "fact 7")
+	require.Equal(t, maxOK, frames[4].Raw)
+	require.Len(t, frames[4].Raw, DefaultMaxReceiveSize)
+	m, err := Decode(frames[4].Raw)
 	require.NoError(t, err)
 	require.Len(t, m.ClusterName, DefaultMaxReceiveSize-HeaderSize-4)
 }
