@@ -174,7 +174,7 @@ func TestExactly32768BytesIsAccepted(t *testing.T) {
 		c := dial(t, start(t, nil))
 		name := make([]byte, 32768-wire.HeaderSize-8-4)
 		m := (&wire.Msg{Type: wire.MsgPreinit, Seq: 1, ClusterName: name}).Set(wire.OptSeq).Set(wire.OptClusterName)
-		require.Equal(t, 32768, m.Size())
+		require.Equal(t, 32768, m.Len())
 		c.send(m)
 		r, _ := c.read()
 		require.Equal(t, wire.MsgPreinitReply, r.Type)

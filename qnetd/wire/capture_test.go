@@ -77,7 +77,7 @@ func TestCapturesDecodeAndReencode(t *testing.T) {
 		got := m.Append(nil)
 		require.Equal(t, hex.EncodeToString(c.Raw), hex.EncodeToString(got),
 			"%s: %s re-encodes differently", c.where(), m)
-		require.Equal(t, len(c.Raw), m.Size())
+		require.Equal(t, len(c.Raw), m.Len())
 
 		// Direction sanity: c2s files carry client messages only, s2c
 		// files server messages only.

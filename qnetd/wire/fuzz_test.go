@@ -71,7 +71,7 @@ func checkDecode(t *testing.T, b []byte) {
 		}
 		var de *DecodeError
 		require.True(t, errors.As(err, &de), "%T %v", err, err)
-		require.NotEmpty(t, de.Reason)
+		require.Error(t, de.Err)
 		require.GreaterOrEqual(t, de.Offset, 0)
 		require.LessOrEqual(t, de.Offset, len(b))
 		if m != nil && de.SeqValid {
@@ -104,7 +104,7 @@ func checkDecode(t *testing.T, b []byte) {
 	require.Equal(t, again, m, "decoded message changed with its input buffer")
 
 	enc := m.Append(nil)
-	require.Equal(t, len(enc), m.Size())
+	require.Equal(t, len(enc), m.Len())
 	if m.Has == 0 {
 		// Only unknown options: the re-encoding is a bare header, which
 		// does not decode (a message needs at least one TLV).

@@ -75,7 +75,7 @@ func decodeErr(t *testing.T, b []byte) (*Msg, *DecodeError) {
 	require.Error(t, err, "% x decoded as %v", b, m)
 	var de *DecodeError
 	require.True(t, errors.As(err, &de), "want *DecodeError, got %T %v", err, err)
-	require.NotEmpty(t, de.Reason)
+	require.Error(t, de.Err)
 	return m, de
 }
 
@@ -97,7 +97,7 @@ func TestSpecExamples(t *testing.T) {
 		want := &Msg{Type: MsgPreinit, Has: opts(OptSeq, OptClusterName), Seq: 1, ClusterName: []byte("c1")}
 		require.Equal(t, want, mustDecode(t, preinit))
 		require.Equal(t, preinit, want.Append(nil))
-		require.Equal(t, len(preinit), want.Size())
+		require.Equal(t, len(preinit), want.Len())
 	})
 	t.Run("preinit reply", func(t *testing.T) {
 		want := &Msg{Type: MsgPreinitReply, Has: opts(OptSeq, OptTLSSupported, OptTLSClientCertRequired),
@@ -743,7 +743,7 @@ func TestEncodeServerOrder(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			got := c.msg.Append(nil)
 			require.Equal(t, hex.EncodeToString(c.want), hex.EncodeToString(got))
-			require.Equal(t, len(c.want), c.msg.Size())
+			require.Equal(t, len(c.want), c.msg.Len())
 			// And it decodes back to the same message.
 			require.Equal(t, c.msg, mustDecode(t, got))
 		})
