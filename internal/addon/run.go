@@ -92,9 +92,12 @@ QNETD_ADDON_NSS_LINK, QNETD_ADDON_HA_API, QNETD_ADDON_SUPERVISOR (see
 
 // Main runs "qnetd addon init|run|healthcheck".
 func Main(args []string, environ map[string]string, stdout, stderr io.Writer) int {
-	if len(args) == 1 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
-		fmt.Fprint(stdout, usage)
-		return 0
+	// "addon -h" and "addon run -h" alike: help never starts anything.
+	for _, a := range args {
+		if a == "-h" || a == "--help" || a == "help" {
+			fmt.Fprint(stdout, usage)
+			return 0
+		}
 	}
 	if len(args) != 1 {
 		fmt.Fprint(stderr, usage)
