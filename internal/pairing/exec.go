@@ -157,9 +157,9 @@ func (ss *session) exec(ch ssh.Channel, cmd string) int {
 			return 0
 		}
 	case "corosync-qnetd-certutil":
-		return ss.certutil(ch, words[1:])
+		return ss.certutil(ch, stderr, words[1:])
 	case "corosync-qnetd-tool":
-		return ss.tool(ch, words[1:])
+		return ss.tool(ch, stderr, words[1:])
 	case "scp":
 		return ss.scp(ch, words[1:])
 	}
@@ -244,8 +244,7 @@ func (ss *session) installKeys(ch ssh.Channel) int {
 // /tmp/FILE -n CLUSTER, -h. -d, -I and -F, and requests outside /tmp, are
 // refused. Signing is on behalf of the session's key: a cluster name
 // another key had signed first is refused (pki.SignFor).
-func (ss *session) certutil(ch ssh.Channel, args []string) int {
-	stderr := ch.Stderr()
+func (ss *session) certutil(stdout, stderr io.Writer, args []string) int {
 	const prog = "corosync-qnetd-certutil"
 	opts, operands, err := getopt.Parse(args, "FGhisc:n:d:I:")
 	if err != nil {
@@ -270,7 +269,7 @@ func (ss *session) certutil(ch ssh.Channel, args []string) int {
 			csr = o.Arg
 			n, err := ss.s.resolve(o.Arg)
 			if !path.IsAbs(o.Arg) || err != nil || n.kind != vTmpFile {
-				fmt.Fprintf(stderr, "%s: over SSH only certificate requests uploaded to %s can be signed, not %q\n", prog, TmpPath, clip(o.Arg))
+				fmt.Fprintf(stderr, "%s: over SSH only certificate requests uploaded to %s or as %s/%sCLUSTER can be signed, not %q\n", prog, TmpPath, NSSDBPath, CRQPrefix, clip(o.Arg))
 				ss.s.log.Warn().Str("addr", ss.ip).Str("file", clip(o.Arg)).Msg("pairing: refused to sign a request outside " + TmpPath)
 				return ExitRefused
 			}
@@ -295,7 +294,7 @@ func (ss *session) certutil(ch ssh.Channel, args []string) int {
 	code := certutilcmd.Run(margs, map[string]string{"QNETD_NSS_DB_DIR": ss.s.pkiDir},
 		certutilcmd.Options{Identity: &id, Outcome: &outcome}, &out, &errb, ss.s.now)
 	ss.s.certMu.Unlock()
-	_, _ = ch.Write(ss.s.rewritePaths(out.Bytes()))
+	_, _ = stdout.Write(ss.s.rewritePaths(out.Bytes()))
 	_, _ = stderr.Write(ss.s.rewritePaths(errb.Bytes()))
 	msg := strings.TrimSpace(string(ss.s.rewritePaths(errb.Bytes())))
 	log := ss.s.log
@@ -328,8 +327,7 @@ func (ss *session) certutil(ch ssh.Channel, args []string) int {
 }
 
 // tool runs read-only corosync-qnetd-tool commands (-s, -l, -v, -c).
-func (ss *session) tool(ch ssh.Channel, args []string) int {
-	stderr := ch.Stderr()
+func (ss *session) tool(stdout, stderr io.Writer, args []string) int {
 	opts, operands, err := getopt.Parse(args, "Hhlsvc:p:")
 	if err == nil && len(operands) > 0 {
 		err = fmt.Errorf("unexpected argument %q", clip(operands[0]))
@@ -350,7 +348,7 @@ func (ss *session) tool(ch ssh.Channel, args []string) int {
 		return ExitRefused
 	}
 	ss.s.log.Info().Str("addr", ss.ip).Strs("args", args).Msg("pairing: corosync-qnetd-tool")
-	return ss.s.cfg.Tool(args, ch, stderr)
+	return ss.s.cfg.Tool(args, stdout, stderr)
 }
 
 // sftp serves the sftp subsystem.

@@ -161,7 +161,9 @@ func TestSCPWriteOutsideTmp(t *testing.T) {
 	name := fmt.Sprintf("qnetd-pairing-test-%d", time.Now().UnixNano())
 	for _, legacy := range []bool{true, false} {
 		for _, dst := range []string{"/etc/", "/etc/" + name, "/etc/corosync/qnetd/nssdb/", "/etc/corosync/qnetd/nssdb/qnetd-cacert.crt",
-			"/etc/corosync/qnetd/nssdb/qnetd-pki.pem", "/", "/root/.ssh/authorized_keys", "/tmp/../etc/" + name, "/tmp/.hidden", "/tmp/sub/x"} {
+			"/etc/corosync/qnetd/nssdb/qnetd-pki.pem", "/", "/root/.ssh/authorized_keys", "/tmp/../etc/" + name, "/tmp/.hidden", "/tmp/sub/x",
+			"/etc/corosync/qnetd/nssdb/qdevice-net-node.crq.", "/etc/corosync/qnetd/nssdb/qdevice-net-node.crq.*.lan",
+			"/etc/corosync/qnetd/nssdb/qdevice-net-node.crq.a/b", "/etc/corosync/qnetd/nssdb/qdevice-net-node.crqX"} {
 			r := f.c.scp(f.ts, legacy, src, remote(dst))
 			assert.NotEqual(t, 0, r.code, "legacy=%v %s: %s", legacy, dst, r)
 		}
@@ -169,10 +171,10 @@ func TestSCPWriteOutsideTmp(t *testing.T) {
 	// The raw command, as a legacy scp client sends it.
 	r := f.c.ssh(f.ts, nil, "scp", "-t", "/etc")
 	require.Equal(t, 1, r.code, r.String())
-	require.Contains(t, r.stdout, "only /tmp is writable")
+	require.Contains(t, r.stdout, "only /tmp and /etc/corosync/qnetd/nssdb/qdevice-net-node.crq.CLUSTER are writable")
 	require.NoFileExists(t, "/etc/"+name)
 	require.Equal(t, before, f.snap(t), "nothing written")
-	f.ts.log.wait(t, "only /tmp is writable")
+	f.ts.log.wait(t, "only /tmp and /etc/corosync/qnetd/nssdb/qdevice-net-node.crq.CLUSTER are writable")
 }
 
 // TestSFTPTraversal: ../ and absolute paths outside the tree, with the
