@@ -85,8 +85,9 @@ func contrast(a, b []int) float64 {
 // phone size, splits the cluster, and waits until the page shows it
 // without a reload: the card turns from green to a colour that is not
 // green and says which node holds the vote. The phone-width screenshot
-// of the split is kept as a test artifact. Then the add-on stops
-// answering and the page says so.
+// of the split is kept as a test artifact. Then the nodes leave and the
+// card turns grey (gone), and the add-on stops answering: the page says
+// so, and follows again once it answers.
 func TestBrowserSeesSplitLive(t *testing.T) {
 	rec := NewRecorder(time.Now, time.Hour)
 	srv, ln := startServer(t, rec)
@@ -173,6 +174,22 @@ func TestBrowserSeesSplitLive(t *testing.T) {
 	require.NoError(t, os.WriteFile(out, shot, 0o644))
 	abs, _ := filepath.Abs(out)
 	t.Logf("phone-width (390 px) screenshot of the split: %s", abs)
+
+	// Both nodes leave: the cluster is shown gone, in grey.
+	for _, c := range conns {
+		c.Close()
+	}
+	require.NoError(t, chromedp.Run(b,
+		chromedp.Poll(`document.querySelector(".cluster")?.dataset.state === "gone"`, nil),
+		chromedp.Text("#clusters", &text, chromedp.ByQuery),
+		chromedp.Evaluate(cardColours, &cards),
+	))
+	require.Contains(t, text, "No cluster is connected.")
+	require.Contains(t, text, "Gone: no node is connected")
+	require.Regexp(t, `no node of this cluster is connected to qnetd, for \d+ s`, text)
+	require.Len(t, cards, 1)
+	require.False(t, green(cards[0].Badge), "gone is not green: %v", cards[0].Badge)
+	require.Equal(t, cards[0].Badge[0], cards[0].Badge[1], "gone is grey: %v", cards[0].Badge)
 
 	// The add-on stops answering: the page says for how long, and
 	// follows again when it is back.

@@ -10,6 +10,8 @@ import (
 	"io/fs"
 	"mime"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -53,8 +55,12 @@ type View struct {
 	Generated time.Time     `json:"generated"`
 	Server    ServerView    `json:"server"`
 	Clusters  []ClusterView `json:"clusters"`
-	History   []Event       `json:"history"`
-	Pairing   Pairing       `json:"pairing"`
+	// Gone is the clusters whose last node left in the last GoneFor,
+	// newest first, at most MaxGone; apart from Clusters, whose readers
+	// count the connected ones.
+	Gone    []ClusterView `json:"gone,omitempty"`
+	History []Event       `json:"history"`
+	Pairing Pairing       `json:"pairing"`
 }
 
 // ServerView is the qnetd side.
@@ -78,7 +84,19 @@ type ClusterView struct {
 	StateReason string     `json:"state_reason"`
 	StateTitle  string     `json:"state_title"`
 	Nodes       []NodeView `json:"nodes"`
+	// GoneSince is when the last node left, for a gone cluster.
+	GoneSince time.Time `json:"gone_since,omitzero"`
 }
+
+// A cluster whose last node left is shown as gone for a while: the
+// question "does my cluster have the vote?" has an answer then too.
+// Clients choose cluster names, so the list is bounded.
+const (
+	// GoneFor is how long a gone cluster is shown.
+	GoneFor = time.Hour
+	// MaxGone is the most gone clusters shown.
+	MaxGone = 10
+)
 
 // NodeView is one node as qnetd sees it.
 type NodeView struct {
@@ -201,6 +219,10 @@ type Page struct {
 	cmp  []byte // the view's JSON without the time it was generated and the history
 	hver uint64 // the history's version in cur
 	subs map[chan []byte]struct{}
+
+	gmu     sync.Mutex
+	present map[string]bool // the clusters of the last refresh, by shown name
+	gone    []ClusterView   // newest first
 }
 
 // New creates the page; Run keeps it current.
@@ -221,7 +243,40 @@ func New(cfg Config) *Page {
 type pageState struct {
 	Server   ServerView    `json:"server"`
 	Clusters []ClusterView `json:"clusters"`
+	Gone     []ClusterView `json:"gone,omitempty"`
 	Pairing  Pairing       `json:"pairing"`
+}
+
+// trackGone notes the clusters that left since the last refresh and
+// returns the gone ones to show.
+func (p *Page) trackGone(clusters []ClusterView, now time.Time) []ClusterView {
+	p.gmu.Lock()
+	defer p.gmu.Unlock()
+	present := make(map[string]bool, len(clusters))
+	for _, c := range clusters {
+		present[c.Name] = true
+	}
+	var left []ClusterView
+	for name := range p.present {
+		if !present[name] {
+			left = append(left, ClusterView{Name: name, State: StateGone, StateTitle: stateTitle(StateGone, nil),
+				StateReason: "no node of this cluster is connected to qnetd", Nodes: []NodeView{}, GoneSince: now})
+		}
+	}
+	p.present = present
+	if len(left) == 0 && len(p.gone) == 0 {
+		return nil
+	}
+	slices.SortFunc(left, func(a, b ClusterView) int { return strings.Compare(a.Name, b.Name) })
+	gone := make([]ClusterView, 0, len(left)+len(p.gone))
+	gone = append(gone, left...)
+	for _, g := range p.gone {
+		if !present[g.Name] && now.Sub(g.GoneSince) < GoneFor && !slices.ContainsFunc(left, func(c ClusterView) bool { return c.Name == g.Name }) {
+			gone = append(gone, g)
+		}
+	}
+	p.gone = gone[:min(len(gone), MaxGone)]
+	return p.gone
 }
 
 // Refresh reads the engine's status and pushes it to every listener if it
@@ -235,8 +290,9 @@ func (p *Page) Refresh(ctx context.Context) error {
 	// version and copied into the page, never marshalled again here.
 	hist, hver := p.cfg.Recorder.HistoryJSON()
 	v := buildView(st, p.cfg.Address, p.cfg.Recorder, p.cfg.Pairing(), p.cfg.Now())
+	v.Gone = p.trackGone(v.Clusters, v.Generated)
 	// Compare without the timestamp, so an unchanged state is not pushed.
-	cmp, err := json.Marshal(pageState{Server: v.Server, Clusters: v.Clusters, Pairing: v.Pairing})
+	cmp, err := json.Marshal(pageState{Server: v.Server, Clusters: v.Clusters, Gone: v.Gone, Pairing: v.Pairing})
 	if err != nil {
 		return fmt.Errorf("status page: %w", err)
 	}

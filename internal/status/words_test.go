@@ -1,7 +1,9 @@
 package status
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -96,4 +98,71 @@ func TestStateTitles(t *testing.T) {
 	require.Equal(t, "Split: nodes 1, 2 hold the vote", stateTitle("split", []uint32{1, 2}))
 	require.Equal(t, "Degraded, still has the vote", stateTitle("degraded", nil))
 	require.Equal(t, "No vote", stateTitle("no_vote", nil))
+}
+
+// TestGoneClusters: a cluster whose last node left is shown as gone, apart
+// from the connected ones, until it comes back or for GoneFor; at most
+// MaxGone of them, the newest.
+func TestGoneClusters(t *testing.T) {
+	c := newClock()
+	var names []string
+	status := func(context.Context) (*engine.Status, error) {
+		st := &engine.Status{}
+		for _, n := range names {
+			st.Clusters = append(st.Clusters, engine.ClusterStatus{Name: n, State: engine.StateHealthy,
+				Nodes: []engine.NodeStatus{{NodeID: 1, LastSentVote: wire.VoteACK, LastSentAckNack: wire.VoteACK}}})
+		}
+		return st, nil
+	}
+	p := New(Config{Status: status, Recorder: NewRecorder(c.now, time.Hour), Now: c.now})
+	view := func() View {
+		t.Helper()
+		require.NoError(t, p.Refresh(context.Background()))
+		var v View
+		require.NoError(t, json.Unmarshal(p.current(context.Background()), &v))
+		return v
+	}
+	goneNames := func(v View) []string {
+		var out []string
+		for _, g := range v.Gone {
+			require.Equal(t, StateGone, g.State)
+			require.Equal(t, "Gone: no node is connected", g.StateTitle)
+			out = append(out, g.Name)
+		}
+		return out
+	}
+	names = []string{"a", "b"}
+	require.Empty(t, view().Gone)
+	names = []string{"a"}
+	c.add(time.Second)
+	v := view()
+	require.Len(t, v.Clusters, 1, "the connected ones only")
+	require.Equal(t, []string{"b"}, goneNames(v))
+	require.Equal(t, c.now(), v.Gone[0].GoneSince)
+	c.add(time.Minute)
+	require.Equal(t, []string{"b"}, goneNames(view()), "still gone")
+	names = []string{"a", "b"}
+	require.Empty(t, view().Gone, "back")
+
+	// GoneFor.
+	names = nil
+	v = view()
+	require.Empty(t, v.Clusters)
+	require.Equal(t, []string{"a", "b"}, goneNames(v))
+	c.add(GoneFor - time.Second)
+	require.Len(t, view().Gone, 2)
+	c.add(time.Second)
+	require.Empty(t, view().Gone)
+
+	// MaxGone: 30 clusters come and go, the newest MaxGone are shown.
+	for i := range 30 {
+		names = []string{fmt.Sprintf("c%02d", i)}
+		view()
+		c.add(time.Second)
+	}
+	names = nil
+	g := goneNames(view())
+	require.Len(t, g, MaxGone)
+	require.Equal(t, "c29", g[0])
+	require.Equal(t, fmt.Sprintf("c%02d", 30-MaxGone), g[MaxGone-1])
 }

@@ -40,7 +40,7 @@ function renderCluster(c) {
   return `<article class="card cluster state-${state}" data-state="${state}">
       <h2><span class="name">${esc(c.name)}</span> <span class="badge state">${esc(stateWord(state))}</span></h2>
       <p class="state-title">${esc(c.state_title || stateWord(state))}</p>
-      <p class="reason muted">${esc(c.state_reason || "")}</p>
+      <p class="reason muted">${esc(c.state_reason || "")}${c.gone_since ? ", " + since(c.gone_since) : ""}</p>
       <div class="nodes">${c.nodes.map(renderNode).join("")}</div>
       <details><summary>how qnetd decides for this cluster</summary>
         <p class="muted">${esc(c.algorithm)}${c.kap ? " (keeps the active partition on a tie)" : ""} · tie-breaker: ${esc(c.tie_breaker)}</p>
@@ -52,7 +52,9 @@ function render(st) {
   $("server").textContent = `listening on ${st.server.address} · TLS ${st.server.tls} · ${st.server.connected_clients} connection(s)`;
   // Rebuilding the cards would close a <details> the user opened: only a
   // change replaces them.
-  const clusters = st.clusters.map(renderCluster).join("") || `<article class="card">No cluster is connected yet.</article>`;
+  const gone = st.gone || [];
+  const clusters = (st.clusters.length ? "" : `<article class="card">No cluster is connected${gone.length ? "" : " yet"}.</article>`) +
+    st.clusters.concat(gone).map(renderCluster).join("");
   if (clusters !== shown.clusters) $("clusters").innerHTML = shown.clusters = clusters;
   $("history").innerHTML = st.history.slice().reverse().map((e) =>
     `<li><time datetime="${esc(e.time)}">${new Date(e.time).toLocaleTimeString()}</time><strong>${esc(e.cluster)}</strong>: ${esc(e.text)}</li>`
