@@ -22,6 +22,7 @@ import (
 	"github.com/qnetd-addon/qnetd/internal/haentities"
 	"github.com/qnetd-addon/qnetd/internal/pairing"
 	"github.com/qnetd-addon/qnetd/internal/pki"
+	"github.com/qnetd-addon/qnetd/internal/status"
 	"github.com/qnetd-addon/qnetd/internal/version"
 	"github.com/qnetd-addon/qnetd/qnetd/server"
 	"github.com/qnetd-addon/qnetd/qnetd/wire"
@@ -331,7 +332,7 @@ func DaemonConfig(p Paths, o Options, log zerolog.Logger) daemon.Config {
 		PKIDir:    p.PKIDir(),
 		LockFile:  filepath.Join(p.RunDir, "corosync-qnetd.pid"),
 		IPC:       adminipc.Config{Path: daemon.SocketIn(p.RunDir)},
-		Web:       &daemon.WebConfig{Addr: p.IngressAddr},
+		Web:       &daemon.WebConfig{Addr: p.IngressAddr, HistoryFile: filepath.Join(p.Data, status.HistoryFileName)},
 		Entities:  homeAssistant(p, log),
 		StateHold: time.Duration(o.EventHoldTime) * time.Second,
 		User:      p.User,

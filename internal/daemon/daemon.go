@@ -75,6 +75,10 @@ type WebConfig struct {
 	// used instead.
 	Addr     string
 	Listener net.Listener
+	// HistoryFile, optional, keeps the page's decision history across
+	// restarts (status.HistoryFile: written at most once a minute and at
+	// shutdown).
+	HistoryFile string
 }
 
 // PairingConfig is the SSH pairing endpoint.
@@ -101,6 +105,7 @@ type Daemon struct {
 	wln  net.Listener
 	page *status.Page
 	rec  *status.Recorder
+	hist *status.HistoryFile
 	pki  *pki.Authority
 	// pairingProblem says why pairing is off although it was asked for.
 	pairingProblem string
@@ -169,6 +174,18 @@ func (d *Daemon) start() error {
 		w.SetPKILoaded(authority != nil)
 		rec = status.NewRecorder(time.Now, time.Hour)
 		scfg.Hooks, scfg.Observer = w.Metrics().Hooks(), rec
+		if cfg.Web.HistoryFile != "" {
+			hist := status.NewHistoryFile(cfg.Web.HistoryFile, rec, log)
+			hist.Load()
+			d.hist = hist
+			// Undone after the server (newest first): the last save has
+			// the decisions up to the end.
+			d.undo = append(d.undo, func() {
+				if err := hist.Save(time.Now()); err != nil {
+					log.Warn().Err(err).Msg("cannot save the status page's decision history")
+				}
+			})
+		}
 	}
 	d.rec, d.pki = rec, authority
 	d.srv = server.New(scfg)
@@ -356,6 +373,9 @@ func (d *Daemon) Wait(ctx context.Context) error {
 	defer stopPage()
 	if d.page != nil {
 		go d.page.Run(pctx, 2*time.Second)
+	}
+	if d.hist != nil {
+		go d.hist.Run(pctx, time.Now)
 	}
 	entitiesDone := d.startEntities(pctx)
 	watchDone := d.startWatch(pctx)
