@@ -23,9 +23,11 @@ import (
 // not found").
 const ExitRefused = 127
 
-const allowedHelp = "this SSH endpoint only pairs corosync qdevices (pvecm qdevice setup): it runs " +
-	"corosync-qnetd-certutil -i, corosync-qnetd-certutil -s -c /tmp/FILE -n CLUSTER, corosync-qnetd-tool -s|-l [-v] [-c CLUSTER], " +
-	"ssh-copy-id's key installation, and scp/sftp of " + NSSDBPath + "/qnetd-cacert.crt, " + NSSDBPath + "/cluster-*.crt and files in " + TmpPath
+const allowedHelp = "this SSH endpoint only pairs corosync qdevices (pvecm qdevice setup, crm cluster init qdevice): " +
+	"commands and sh scripts may run corosync-qnetd-certutil -i, corosync-qnetd-certutil -s -c FILE -n CLUSTER, " +
+	"corosync-qnetd-tool -s|-l [-v] [-c CLUSTER], dpkg-query -s and rpm -q corosync-qnetd, systemctl for corosync-qnetd, " +
+	"mkdir and rm in " + RunPath + ", cat of the served files; ssh-copy-id installs keys; scp/sftp serve " + NSSDBPath + "/qnetd-cacert.crt and " +
+	NSSDBPath + "/cluster-*.crt and take uploads into " + TmpPath + " and " + NSSDBPath + "/" + CRQPrefix + "CLUSTER"
 
 // session is one logged-in connection's view.
 type session struct {
@@ -139,31 +141,38 @@ func (ss *session) exec(ch ssh.Channel, cmd string) int {
 	if isKeyInstall(line) {
 		return ss.installKeys(ch)
 	}
-	words, err := splitWords(line)
-	if err != nil || len(words) == 0 {
-		return ss.refuse(stderr, cmd)
-	}
-	name := commandName(words[0])
-	if ss.passwordOnly && name != "exit" {
-		fmt.Fprintf(stderr, "qnetd pairing: a password login can only install an SSH key (ssh-copy-id); log in with that key to run %s\n", clip(words[0]))
+	if ss.passwordOnly {
+		if line == "exit" || line == "exit 0" {
+			ss.s.log.Debug().Str("addr", ss.ip).Msg("pairing: key test (ssh-copy-id): key already installed")
+			return 0
+		}
+		fmt.Fprintf(stderr, "qnetd pairing: a password login can only install an SSH key (ssh-copy-id); log in with that key to run %s\n", clip(line))
 		ss.s.log.Warn().Str("addr", ss.ip).Str("command", clip(cmd)).
 			Msg("pairing: refused command: password logins can only install a key")
 		return ExitRefused
 	}
-	switch name {
-	case "exit":
-		if len(words) == 1 {
-			ss.s.log.Debug().Str("addr", ss.ip).Msg("pairing: key test (ssh-copy-id): key already installed")
-			return 0
+	// The commands pvecm and crmsh send as plain words run directly on the
+	// channel (scp and sftp speak their protocol on it); everything else
+	// is a script for the sandboxed shell (shell.go).
+	if words, err := splitWords(line); err == nil && len(words) > 0 {
+		if w, err := sudoCommand(words[1:]); commandName(words[0]) == "sudo" && err == nil {
+			words = w
 		}
-	case "corosync-qnetd-certutil":
-		return ss.certutil(ch, stderr, words[1:])
-	case "corosync-qnetd-tool":
-		return ss.tool(ch, stderr, words[1:])
-	case "scp":
-		return ss.scp(ch, words[1:])
+		switch commandName(words[0]) {
+		case "corosync-qnetd-certutil":
+			return ss.certutil(ch, stderr, words[1:])
+		case "corosync-qnetd-tool":
+			return ss.tool(ch, stderr, words[1:])
+		case "scp":
+			return ss.scp(ch, words[1:])
+		case "sftp-server":
+			return ss.sftp(ch)
+		}
+		if path.Base(words[0]) == "sftp-server" && strings.HasPrefix(words[0], "/usr/lib") {
+			return ss.sftp(ch)
+		}
 	}
-	return ss.refuse(stderr, cmd)
+	return ss.runShell(ch, ch, stderr, cmd)
 }
 
 func (ss *session) refuse(stderr io.Writer, cmd string) int {

@@ -150,6 +150,7 @@ type Server struct {
 	limiter  *limiter
 	certMu   sync.Mutex // one corosync-qnetd-certutil at a time
 	tmpMu    sync.Mutex // uploads to /tmp
+	locks    lockDirs   // shell scripts' directories in /run
 
 	preAuthTimeout time.Duration
 
