@@ -252,7 +252,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *Server) readForm(q *request) bool {
 	query, err := decodeForm(q.r.URL.RawQuery)
 	if err != nil {
-		s.badRequest(q, "pcsd: request refused: bad query (400)", err)
+		s.badRequest(q, "bad query", err)
 		return false
 	}
 	body := url.Values{}
@@ -271,21 +271,22 @@ func (s *Server) readForm(q *request) bool {
 			return false
 		}
 		if body, err = decodeForm(string(data)); err != nil {
-			s.badRequest(q, "pcsd: request refused: bad form (400)", err)
+			s.badRequest(q, "bad form", err)
 			return false
 		}
 	}
 	if q.form, err = mergeForms(query, body); err != nil {
-		s.badRequest(q, "pcsd: request refused: bad form (400)", err)
+		s.badRequest(q, "bad form", err)
 		return false
 	}
 	return true
 }
 
-// badRequest logs msg (a constant) with the error and answers 400 with the
-// error's text, which pcs shows.
-func (s *Server) badRequest(q *request, msg string, err error) {
-	s.log.Warn().Str("addr", q.ip).Str("command", clip(q.cmd)).Str("error", clip(err.Error())).Msg(msg)
+// badRequest logs the refusal (why: a constant) with the error and
+// answers 400 with the error's text, which pcs shows.
+func (s *Server) badRequest(q *request, why string, err error) {
+	s.logReq(s.log.Warn(), q).Str("command", clip(q.cmd)).Str("reason", why).Str("error", clip(err.Error())).
+		Msg("pcsd: request refused (400)")
 	q.reply(http.StatusBadRequest, err.Error())
 }
 
@@ -413,16 +414,16 @@ func (s *Server) caCertificate(q *request, rec tokenRecord) {
 func (s *Server) sign(q *request, rec tokenRecord) {
 	cluster := q.field("cluster_name")
 	if cluster == "" {
-		s.badRequest(q, "pcsd: sign refused: no cluster name (400)", errors.New("missing cluster_name"))
+		s.badRequest(q, "no cluster name", errors.New("missing cluster_name"))
 		return
 	}
 	if err := pki.ValidClusterName(cluster); err != nil {
-		s.badRequest(q, "pcsd: sign refused: invalid cluster name (400)", err)
+		s.badRequest(q, "invalid cluster name", err)
 		return
 	}
 	csr, err := decodeCSR(q.field("certificate_request"))
 	if err != nil {
-		s.badRequest(q, "pcsd: sign refused: bad certificate request (400)", err)
+		s.badRequest(q, "bad certificate request", err)
 		return
 	}
 	s.signMu.Lock()
@@ -437,7 +438,7 @@ func (s *Server) sign(q *request, rec tokenRecord) {
 		q.reply(http.StatusBadRequest, err.Error())
 		return
 	case err != nil:
-		s.badRequest(q, "pcsd: sign refused (400)", err)
+		s.badRequest(q, "signing failed", err)
 		return
 	}
 	der, err := readBounded(res.Path, maxCAFile)

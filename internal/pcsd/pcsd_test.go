@@ -221,7 +221,7 @@ func TestRefusals(t *testing.T) {
 	}
 	_, err := os.Stat(filepath.Join(ts.a.Dir, pki.ClientCertFile("prod")))
 	require.ErrorIs(t, err, os.ErrNotExist, "no certificate from bad input")
-	require.Contains(t, ts.log.String(), "pcsd: sign refused: bad certificate request (400)")
+	require.Contains(t, ts.log.String(), `"reason":"bad certificate request"`)
 }
 
 // TestBounds: body, header, field count, token store and connection
