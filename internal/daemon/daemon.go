@@ -26,6 +26,7 @@ import (
 	"github.com/qnetd-addon/qnetd/internal/adminipc"
 	"github.com/qnetd-addon/qnetd/internal/haentities"
 	"github.com/qnetd-addon/qnetd/internal/pairing"
+	"github.com/qnetd-addon/qnetd/internal/pcsd"
 	"github.com/qnetd-addon/qnetd/internal/pki"
 	"github.com/qnetd-addon/qnetd/internal/status"
 	"github.com/qnetd-addon/qnetd/internal/version"
@@ -56,6 +57,9 @@ type Config struct {
 	Web *WebConfig
 	// Pairing, optional: the SSH endpoint for pvecm qdevice setup.
 	Pairing *PairingConfig
+	// Pcsd, optional: the pcsd-compatible endpoint for pcs (RHEL). It
+	// shares the pairing endpoint's password check when both are on.
+	Pcsd *PcsdConfig
 	// Entities, optional: Home Assistant entities over MQTT discovery or
 	// the REST API. Its Status, Wake and CertExpiry are set here.
 	Entities *haentities.Config
@@ -92,6 +96,17 @@ type PairingConfig struct {
 	Listener net.Listener
 }
 
+// PcsdConfig is the pcsd-compatible endpoint.
+type PcsdConfig struct {
+	// Endpoint is the endpoint's configuration; its Authority, Gate and
+	// Log are set here.
+	Endpoint pcsd.Config
+	// Port is where it listens on every address; Listener, when set, is
+	// used instead.
+	Port     int
+	Listener net.Listener
+}
+
 // Daemon is a started qnetd.
 type Daemon struct {
 	cfg  Config
@@ -101,6 +116,9 @@ type Daemon struct {
 	ipc  *adminipc.Server
 	pair *pairing.Server
 	pln  net.Listener
+	pcs  *pcsd.Server
+	cln  net.Listener
+	gate *pairing.Gate
 	web  *http.Server
 	wln  net.Listener
 	page *status.Page
@@ -210,6 +228,9 @@ func (d *Daemon) start() error {
 	if err := d.startPairing(); err != nil {
 		return err
 	}
+	if err := d.startPcsd(authority); err != nil {
+		return err
+	}
 	if w != nil {
 		if err := d.startWeb(w, rec); err != nil {
 			return err
@@ -223,6 +244,9 @@ func (d *Daemon) start() error {
 	if d.pair != nil {
 		go func() { _ = d.pair.Serve(d.pln) }()
 	}
+	if d.pcs != nil {
+		go func() { _ = d.pcs.Serve(d.cln) }()
+	}
 	if d.web != nil {
 		go func() { _ = d.web.Serve(d.wln) }()
 	}
@@ -235,6 +259,9 @@ func (d *Daemon) start() error {
 	}
 	if d.pln != nil {
 		ev = ev.Str("pairing", d.pln.Addr().String())
+	}
+	if d.cln != nil {
+		ev = ev.Str("pcsd", d.cln.Addr().String())
 	}
 	ev.Msg("corosync-qnetd started")
 	return nil
@@ -287,6 +314,13 @@ func (d *Daemon) startPairing() error {
 	d.undo = append(d.undo, func() { ln.Close() })
 	ec := pc.Endpoint
 	ec.Log = d.log
+	if ec.Gate == nil {
+		g, err := d.passwordGate()
+		if err != nil {
+			return fmt.Errorf("pairing endpoint: %w", err)
+		}
+		ec.Gate = g
+	}
 	sock := d.cfg.IPC.Path
 	ec.Tool = func(args []string, stdout, stderr io.Writer) int {
 		return adminipc.ToolMain(append([]string{"-p", sock}, args...), stdout, stderr)
@@ -297,6 +331,69 @@ func (d *Daemon) startPairing() error {
 	}
 	d.pair, d.pln = pair, ln
 	d.undo = append(d.undo, func() { pair.Close() })
+	return nil
+}
+
+// passwordGate is the password check the pairing and pcsd endpoints
+// share, made once: one budget of failed passwords covers both.
+func (d *Daemon) passwordGate() (*pairing.Gate, error) {
+	if d.gate != nil {
+		return d.gate, nil
+	}
+	var err error
+	if pc := d.cfg.Pairing; pc != nil {
+		d.gate, err = pairing.NewGate(pc.Endpoint.DataDir, pc.Endpoint.Password, pc.Endpoint.Now)
+	} else {
+		c := d.cfg.Pcsd.Endpoint
+		d.gate, err = pairing.NewGate(c.DataDir, c.Password, c.Now)
+	}
+	return d.gate, err
+}
+
+// startPcsd binds the pcsd endpoint's port and makes the endpoint. Its
+// TLS certificate is our CA's server certificate (authority, loaded here
+// when qnetd itself runs without TLS).
+func (d *Daemon) startPcsd(authority *pki.Authority) error {
+	pc := d.cfg.Pcsd
+	if pc == nil {
+		return nil
+	}
+	ln := pc.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", ":"+strconv.Itoa(pc.Port)); err != nil {
+			if !errors.Is(err, syscall.EADDRINUSE) {
+				return fmt.Errorf("pcsd endpoint on port %d (option pcs_port): %w", pc.Port, err)
+			}
+			// As for pairing: the vote matters more; the log says what to do.
+			d.log.Error().Int("pcs_port", pc.Port).Err(err).
+				Msg("the pcsd endpoint for pcs is off: its port is taken; free it or set pcs_port to a free port (then pcs host auth needs addr=IP:PORT) and restart")
+			return nil
+		}
+	}
+	d.undo = append(d.undo, func() { ln.Close() })
+	if authority == nil {
+		a, err := LoadAuthority(d.cfg.PKIDir, d.log)
+		if err != nil {
+			return fmt.Errorf("pcsd endpoint: certificates in %s: %w", d.cfg.PKIDir, err)
+		}
+		authority = a
+	}
+	ec := pc.Endpoint
+	ec.Log, ec.Authority = d.log, authority
+	if ec.Gate == nil {
+		g, err := d.passwordGate()
+		if err != nil {
+			return fmt.Errorf("pcsd endpoint: %w", err)
+		}
+		ec.Gate = g
+	}
+	srv, err := pcsd.New(ec)
+	if err != nil {
+		return fmt.Errorf("pcsd endpoint: %w", err)
+	}
+	d.pcs, d.cln = srv, ln
+	d.undo = append(d.undo, func() { srv.Close() })
 	return nil
 }
 
@@ -363,6 +460,14 @@ func (d *Daemon) PairingAddr() net.Addr {
 		return nil
 	}
 	return d.pln.Addr()
+}
+
+// PcsdAddr is the pcsd endpoint's address (nil without one).
+func (d *Daemon) PcsdAddr() net.Addr {
+	if d.cln == nil {
+		return nil
+	}
+	return d.cln.Addr()
 }
 
 // Wait serves until ctx ends, a shutdown is asked for over the local
