@@ -22,13 +22,17 @@ import (
 // Options is /data/options.json as the Supervisor writes it from the
 // add-on's configuration (config.yaml lists the same keys).
 type Options struct {
-	Port            int      `json:"port"`
-	LogLevel        string   `json:"log_level"`
-	TLSEnabled      bool     `json:"tls_enabled"`
-	PairingEnabled  bool     `json:"pairing_enabled"`
-	PairingPort     int      `json:"pairing_port"`
-	PairingPassword string   `json:"pairing_password,omitempty"`
-	AuthorizedKeys  []string `json:"authorized_keys"`
+	Port            int    `json:"port"`
+	LogLevel        string `json:"log_level"`
+	TLSEnabled      bool   `json:"tls_enabled"`
+	PairingEnabled  bool   `json:"pairing_enabled"`
+	PairingPort     int    `json:"pairing_port"`
+	PairingPassword string `json:"pairing_password,omitempty"`
+	// PcsEnabled turns on the pcsd-compatible endpoint for RHEL's pcs on
+	// PcsPort (internal/pcsd).
+	PcsEnabled     bool     `json:"pcs_enabled"`
+	PcsPort        int      `json:"pcs_port"`
+	AuthorizedKeys []string `json:"authorized_keys"`
 	// ForgetClusters are cluster names whose pairing owner is forgotten
 	// at start, so that another node's key may have them signed.
 	ForgetClusters []string `json:"forget_clusters"`
@@ -39,7 +43,7 @@ type Options struct {
 
 // Defaults are config.yaml's options.
 func Defaults() Options {
-	return Options{Port: 5403, LogLevel: "info", TLSEnabled: true, PairingEnabled: true, PairingPort: 22, AuthorizedKeys: []string{}, ForgetClusters: []string{}, EventHoldTime: 10}
+	return Options{Port: 5403, LogLevel: "info", TLSEnabled: true, PairingEnabled: true, PairingPort: 22, PcsPort: 2224, AuthorizedKeys: []string{}, ForgetClusters: []string{}, EventHoldTime: 10}
 }
 
 // OptionError names the option, the value and what is allowed.
@@ -99,6 +103,17 @@ func (o Options) Validate() error {
 		}
 		if o.PairingPort == o.Port {
 			return &OptionError{"pairing_port", o.PairingPort, fmt.Sprintf("a port other than the qnetd port (%d)", o.Port)}
+		}
+	}
+	if o.PcsEnabled {
+		if o.PcsPort < 1 || o.PcsPort > 65535 {
+			return &OptionError{"pcs_port", o.PcsPort, "a TCP port from 1 to 65535 (pcs uses 2224)"}
+		}
+		if o.PcsPort == o.Port {
+			return &OptionError{"pcs_port", o.PcsPort, fmt.Sprintf("a port other than the qnetd port (%d)", o.Port)}
+		}
+		if o.PairingEnabled && o.PcsPort == o.PairingPort {
+			return &OptionError{"pcs_port", o.PcsPort, fmt.Sprintf("a port other than the pairing port (%d)", o.PairingPort)}
 		}
 	}
 	if o.EventHoldTime < 0 || o.EventHoldTime > 3600 {

@@ -21,6 +21,7 @@ import (
 	"github.com/qnetd-addon/qnetd/internal/daemon"
 	"github.com/qnetd-addon/qnetd/internal/haentities"
 	"github.com/qnetd-addon/qnetd/internal/pairing"
+	"github.com/qnetd-addon/qnetd/internal/pcsd"
 	"github.com/qnetd-addon/qnetd/internal/pki"
 	"github.com/qnetd-addon/qnetd/internal/status"
 	"github.com/qnetd-addon/qnetd/internal/version"
@@ -176,6 +177,7 @@ func banner(log zerolog.Logger, p Paths, o Options) {
 		Int("port", o.Port).Bool("tls", o.TLSEnabled).Str("log_level", o.LogLevel).
 		Bool("pairing", o.PairingEnabled).Int("pairing_port", o.PairingPort).
 		Bool("pairing_password_set", o.PairingPassword != "").Int("authorized_keys", len(o.AuthorizedKeys)).
+		Bool("pcs", o.PcsEnabled).Int("pcs_port", o.PcsPort).
 		Str("data", p.Data).Msg("qnetd add-on")
 }
 
@@ -212,6 +214,16 @@ func Init(p Paths, o Options, log zerolog.Logger) error {
 		pair.Close()
 		if err != nil {
 			return fmt.Errorf("one-time pairing password: %w", err)
+		}
+	}
+	if o.PcsEnabled {
+		// Made here, so that the daemon's user owns them: the pcs tokens'
+		// directory and the one-time password's (pairing.NewGate).
+		if err := os.MkdirAll(filepath.Join(p.Data, "pcsd"), 0o700); err != nil {
+			return fmt.Errorf("pcsd endpoint: %w", err)
+		}
+		if _, err := pairing.NewGate(p.Data, o.PairingPassword, nil); err != nil {
+			return fmt.Errorf("pcsd endpoint: %w", err)
 		}
 	}
 	if err := linkNSS(p); err != nil {
@@ -341,6 +353,9 @@ func DaemonConfig(p Paths, o Options, log zerolog.Logger) daemon.Config {
 	if o.PairingEnabled {
 		cfg.Pairing = &daemon.PairingConfig{Port: o.PairingPort, Endpoint: pairing.Config{DataDir: p.Data, PKIDir: p.PKIDir(),
 			Password: o.PairingPassword, AuthorizedKeys: o.AuthorizedKeys, PublicHost: hostAddress()}}
+	}
+	if o.PcsEnabled {
+		cfg.Pcsd = &daemon.PcsdConfig{Port: o.PcsPort, Endpoint: pcsd.Config{DataDir: p.Data, Password: o.PairingPassword}}
 	}
 	return cfg
 }
