@@ -43,7 +43,7 @@ scen_parse_args --tls-modes on \
 scen_begin
 scen_header "crmsh against the add-on's container"
 
-suite_up on 2 ffsplit lowest crmsh-2n --cluster "$CRMSH_CLUSTER"
+suite_up on 2 ffsplit lowest crmsh-2n --cluster-name "$CRMSH_CLUSTER"
 rc=$?
 cp "$RIG_STATE/certs.log" "$CT_OUT/crmsh-pairing.log" 2>/dev/null
 if check_up on up2 "crmsh's qdevice steps over SSH, then 2 nodes ffsplit over TLS: both quorate, Qdevice, 3 votes" $rc; then
