@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -39,12 +38,7 @@ func TestMetricsPort(t *testing.T) {
 	cfg.Server.Engine.TLS = wire.TLSUnsupported // plain clients: labels from any cluster
 	const token = "0123456789abcdef-token"
 	cfg.Metrics = &MetricsConfig{Listener: listen(t), Token: token}
-	d, err := Start(cfg)
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Wait(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	d := serve(t, cfg)
 	base := "http://" + cfg.Metrics.Listener.Addr().String()
 
 	n := client.NewNode(client.Settings{Cluster: "pve", NodeID: 1, Algorithm: wire.AlgoTest,
@@ -88,12 +82,7 @@ func TestMetricsPort(t *testing.T) {
 func TestMetricsLabelsOnlyVerifiedClusters(t *testing.T) {
 	cfg := testConfig(t) // TLS on: plaintext clients may join
 	cfg.Metrics = &MetricsConfig{Listener: listen(t)}
-	d, err := Start(cfg)
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Wait(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	d := serve(t, cfg)
 	for i := 0; i < 3; i++ {
 		n := client.NewNode(client.Settings{Cluster: fmt.Sprintf("made-up-%d", i), NodeID: 1, Algorithm: wire.AlgoTest,
 			TieBreaker: wire.TieBreaker{Mode: wire.TieBreakerLowest}, Heartbeat: 8000})
