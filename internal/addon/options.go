@@ -39,6 +39,10 @@ type Options struct {
 	// EventHoldTime is how many seconds a cluster's state change must
 	// last before it fires a Home Assistant event.
 	EventHoldTime int `json:"event_hold_time"`
+	// MetricsPort, when not 0, serves /metrics on that port to the LAN;
+	// MetricsToken is the bearer token a scrape must send.
+	MetricsPort  int    `json:"metrics_port"`
+	MetricsToken string `json:"metrics_token,omitempty"`
 }
 
 // Defaults are config.yaml's options.
@@ -118,6 +122,15 @@ func (o Options) Validate() error {
 	}
 	if o.EventHoldTime < 0 || o.EventHoldTime > 3600 {
 		return &OptionError{"event_hold_time", o.EventHoldTime, "seconds from 0 to 3600 (0: an event for every change; 10 lets a qdevice restart pass quietly)"}
+	}
+	if o.MetricsPort < 0 || o.MetricsPort > 65535 {
+		return &OptionError{"metrics_port", o.MetricsPort, "0 (off) or a TCP port from 1 to 65535 for Prometheus, e.g. 9403"}
+	}
+	if o.MetricsPort != 0 && (o.MetricsPort == o.Port || (o.PairingEnabled && o.MetricsPort == o.PairingPort) || (o.PcsEnabled && o.MetricsPort == o.PcsPort)) {
+		return &OptionError{"metrics_port", o.MetricsPort, "a port other than the qnetd, pairing and pcs ports, e.g. 9403"}
+	}
+	if o.MetricsToken != "" && len(o.MetricsToken) < 16 {
+		return &OptionError{"metrics_token", "(hidden)", "at least 16 characters (e.g. from: openssl rand -hex 16), or empty for none"}
 	}
 	if o.PairingPassword != "" && len(o.PairingPassword) < 8 {
 		return &OptionError{"pairing_password", "(hidden)", "at least 8 characters, or empty to allow only keys"}

@@ -350,6 +350,9 @@ func DaemonConfig(p Paths, o Options, log zerolog.Logger) daemon.Config {
 		User:      p.User,
 		Log:       log,
 	}
+	if o.MetricsPort != 0 {
+		cfg.Metrics = &daemon.MetricsConfig{Port: o.MetricsPort, Token: o.MetricsToken}
+	}
 	if o.PairingEnabled {
 		cfg.Pairing = &daemon.PairingConfig{Port: o.PairingPort, Endpoint: pairing.Config{DataDir: p.Data, PKIDir: p.PKIDir(),
 			Password: o.PairingPassword, AuthorizedKeys: o.AuthorizedKeys, PublicHost: hostAddress()}}

@@ -60,6 +60,9 @@ type Config struct {
 	// Pcsd, optional: the pcsd-compatible endpoint for pcs (RHEL). It
 	// shares the pairing endpoint's password check when both are on.
 	Pcsd *PcsdConfig
+	// Metrics, optional (needs Web): /metrics alone on a port of its own,
+	// for Prometheus on the LAN.
+	Metrics *MetricsConfig
 	// Entities, optional: Home Assistant entities over MQTT discovery or
 	// the REST API. Its Status, Wake and CertExpiry are set here.
 	Entities *haentities.Config
@@ -83,6 +86,16 @@ type WebConfig struct {
 	// restarts (status.HistoryFile: written at most once a minute and at
 	// shutdown).
 	HistoryFile string
+}
+
+// MetricsConfig is the metrics port (add-on option metrics_port).
+type MetricsConfig struct {
+	// Port is where it listens on every address; Listener, when set, is
+	// used instead.
+	Port     int
+	Listener net.Listener
+	// Token, when set, is the bearer token every scrape must send.
+	Token string
 }
 
 // PairingConfig is the SSH pairing endpoint.
@@ -121,6 +134,8 @@ type Daemon struct {
 	gate *pairing.Gate
 	web  *http.Server
 	wln  net.Listener
+	met  *http.Server
+	mln  net.Listener
 	page *status.Page
 	rec  *status.Recorder
 	hist *status.HistoryFile
@@ -235,6 +250,11 @@ func (d *Daemon) start() error {
 		if err := d.startWeb(w, rec); err != nil {
 			return err
 		}
+		if err := d.startMetrics(w); err != nil {
+			return err
+		}
+	} else if cfg.Metrics != nil {
+		return errors.New("a metrics port needs the web side (Config.Web)")
 	}
 	if err := dropPrivileges(cfg.User, log, cfg.IPC.Path); err != nil {
 		return err
@@ -250,6 +270,9 @@ func (d *Daemon) start() error {
 	if d.web != nil {
 		go func() { _ = d.web.Serve(d.wln) }()
 	}
+	if d.met != nil {
+		go func() { _ = d.met.Serve(d.mln) }()
+	}
 	go func() { d.served <- d.srv.Serve(d.ln) }()
 	ev := log.Info().Str("version", version.Core).Str("addr", d.ln.Addr().String()).
 		Str("tls", scfg.Engine.TLS.String()).Bool("client_cert_required", scfg.Engine.ClientCertRequired).
@@ -262,6 +285,9 @@ func (d *Daemon) start() error {
 	}
 	if d.cln != nil {
 		ev = ev.Str("pcsd", d.cln.Addr().String())
+	}
+	if d.mln != nil {
+		ev = ev.Str("metrics", d.mln.Addr().String())
 	}
 	ev.Msg("corosync-qnetd started")
 	return nil
@@ -422,6 +448,33 @@ func (d *Daemon) startWeb(w *web.Web, rec *status.Recorder) error {
 	return nil
 }
 
+// startMetrics binds the metrics port: /metrics alone, bounded.
+func (d *Daemon) startMetrics(w *web.Web) error {
+	mc := d.cfg.Metrics
+	if d.pki != nil {
+		w.Metrics().SetCertificates(map[string]time.Time{"ca": d.pki.CA.NotAfter, "server": d.pki.Server.NotAfter})
+	}
+	w.Metrics().SetLabelVerifiedOnly(d.cfg.Server.Engine.TLS != wire.TLSUnsupported)
+	if mc == nil {
+		return nil
+	}
+	ln := mc.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", ":"+strconv.Itoa(mc.Port)); err != nil {
+			return fmt.Errorf("metrics port %d (option metrics_port): %w", mc.Port, err)
+		}
+	}
+	d.mln = web.LimitListener(ln, web.MaxScrapeConns)
+	d.undo = append(d.undo, func() { d.mln.Close() })
+	d.met = web.ScrapeServer(w.ScrapeHandler(mc.Token))
+	if mc.Token == "" {
+		d.log.Warn().Str("metrics", d.mln.Addr().String()).
+			Msg("metrics port without a token: anyone on your network can read the cluster names and votes; set metrics_token")
+	}
+	return nil
+}
+
 // pairingInfo is what the status page shows for pairing a cluster.
 func (d *Daemon) pairingInfo() status.Pairing {
 	if d.pair == nil {
@@ -502,10 +555,12 @@ func (d *Daemon) Wait(ctx context.Context) error {
 		case <-time.After(5 * time.Second):
 		}
 	}
-	if d.web != nil {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = d.web.Shutdown(sctx)
-		cancel()
+	for _, hs := range []*http.Server{d.web, d.met} {
+		if hs != nil {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = hs.Shutdown(sctx)
+			cancel()
+		}
 	}
 	d.closeAll()
 	return err

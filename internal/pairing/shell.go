@@ -120,12 +120,15 @@ func checkScript(f *syntax.File) error {
 	return nil
 }
 
-// forbiddenBuiltins would run text as code, or look at the real file
-// system (type, hash and command search the real PATH).
+// forbiddenBuiltins would run text as code, look at the real file system
+// (type, hash and command search the real PATH) or act on the process.
 var forbiddenBuiltins = map[string]string{
 	"eval": "eval", "source": "source", ".": ". (source)", "trap": "trap", "alias": "alias",
 	"unalias": "unalias", "type": "type", "hash": "hash", "command": "command", "builtin": "builtin",
 	"enable": "enable",
+	// act on the add-on's own process (the interpreter lacks them today;
+	// they stay refused if a later version has them)
+	"kill": "kill", "umask": "umask", "ulimit": "ulimit", "suspend": "suspend", "bg": "bg", "fg": "fg", "disown": "disown",
 }
 
 // wideFormat is a printf conversion with a field width or precision of

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -183,6 +184,9 @@ func TestShellEscapes(t *testing.T) {
 		"rm -rf /etc/corosync/qnetd/nssdb/qnetd-cacert.crt": 1,
 		"test -e " + f.canary:                               1,
 		"[ -r " + f.canary + " ]":                           1,
+		"kill -9 1":                                         127, // the process's own signals and umask stay out of reach
+		"umask 000":                                         127,
+		"ulimit -n 1":                                       127,
 	} {
 		r := f.c.ssh(f.ts, nil, script)
 		assert.Equal(t, want, r.code, "%q: %s", script, r)
@@ -310,4 +314,59 @@ func FuzzShellScript(f *testing.F) {
 		require.GreaterOrEqual(t, code, 0)
 		require.LessOrEqual(t, code, 255)
 	})
+}
+
+// TestRealCrmsh: Debian's crmsh 4.4.1 itself (test/crmsh/crmsh-qdevice.py
+// drives crmsh.qdevice.QDevice as "crm cluster init qdevice" does) pairs
+// with the endpoint on loopback: its ssh-copy-id with the one-time
+// password, valid_qnetd, the remote lock, the CA, the upload into the nssdb
+// directory, the signing and the certificate, enable and start. The
+// container test runs the same against the add-on with real nodes.
+func TestRealCrmsh(t *testing.T) {
+	requireTools(t, "ssh", "scp", "ssh-copy-id", "ssh-keygen")
+	if _, err := os.Stat("/usr/lib/python3/dist-packages/crmsh/qdevice.py"); err != nil {
+		msg := "Debian's crmsh is not installed (apt-get install crmsh)"
+		if os.Getenv("QNETD_REQUIRE_UPSTREAM") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	ts := startServer(t, func(cfg *Config) {
+		cfg.Tool = func(args []string, stdout, stderr io.Writer) int { return 0 } // no cluster hacluster yet
+	})
+	ot, err := ts.s.RenewOneTime()
+	require.NoError(t, err)
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "password")
+	require.NoError(t, os.WriteFile(pw, []byte(ot.Password+"\n"), 0o600))
+	xfer := filepath.Join(dir, "xfer")
+	require.NoError(t, os.MkdirAll(xfer, 0o700))
+	script, err := filepath.Abs("../../test/crmsh/crmsh-ssh.sh")
+	require.NoError(t, err)
+	env := append(os.Environ(), "QNETD_HOST=127.0.0.1", "RIG_XFER="+xfer, "CRMSH_STATE="+filepath.Join(dir, "node"),
+		"CRMSH_CLUSTER=hacluster", "PAIRING_PASSWORD_FILE="+pw, fmt.Sprintf("CRMSH_PORT=%d", ts.port))
+	run := func(args ...string) string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, script, args...)
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "crmsh-ssh.sh %v:\n%s", args, out)
+		return string(out)
+	}
+	out := run("-i")
+	require.Contains(t, out, "fetch_qnetd_crt_from_qnetd")
+	require.FileExists(t, filepath.Join(xfer, "qnetd-cacert.crt"))
+	csr := filepath.Join(dir, "qdevice-net-node.crq")
+	require.NoError(t, os.WriteFile(csr, makeCSR(t, "hacluster"), 0o600))
+	run("-s", "-c", csr, "-n", "hacluster")
+	require.FileExists(t, filepath.Join(xfer, "cluster-hacluster.crt"))
+	require.FileExists(t, filepath.Join(ts.pkiDir, "cluster-hacluster.crt"))
+	for _, want := range []string{`"commands":["dpkg-query --status corosync-qnetd"]`, `"commands":["mkdir /run/.crmsh_lock_directory"]`,
+		`"commands":["rm -rf /run/.crmsh_lock_directory"]`, "the one-time pairing password is used up",
+		"signed certificate for a new cluster", `"commands":["systemctl start corosync-qnetd.service"]`} {
+		require.Contains(t, ts.log.String(), want)
+	}
+	require.Equal(t, OneTimeUsed, ts.s.OneTime().View(time.Now()).State, "crmsh's key used it up")
 }

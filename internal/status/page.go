@@ -139,9 +139,9 @@ func BuildView(s *engine.Status, addr string, rec *Recorder, p Pairing, now time
 // the Recorder as JSON.
 func buildView(s *engine.Status, addr string, rec *Recorder, p Pairing, now time.Time) View {
 	v := View{Generated: now, Pairing: p, Clusters: []ClusterView{},
-		Server: ServerView{Address: PlainAddr(addr), TLS: s.TLS.String(), ConnectedClients: s.Clients}}
+		Server: ServerView{Address: PlainAddr(addr), TLS: tlsWords(s.TLS), ConnectedClients: s.Clients}}
 	if s.TLS != wire.TLSUnsupported && s.ClientCertRequired {
-		v.Server.TLS += " (client certificate required)"
+		v.Server.TLS += ", client certificate required"
 	}
 	for _, c := range s.Clusters {
 		cv := ClusterView{Name: ShortName(c.Name), Algorithm: c.Algorithm.String(), TieBreaker: c.TieBreaker.String(), KAP: c.KAP,
@@ -461,4 +461,17 @@ func (p *Page) serveEvents(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+}
+
+// tlsWords is the server's TLS mode as the page says it.
+func tlsWords(t wire.TLSSupported) string {
+	switch t {
+	case wire.TLSUnsupported:
+		return "off"
+	case wire.TLSSupportedOn:
+		return "offered"
+	case wire.TLSRequired:
+		return "required"
+	}
+	return t.String()
 }

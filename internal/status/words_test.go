@@ -166,3 +166,11 @@ func TestGoneClusters(t *testing.T) {
 	require.Equal(t, "c29", g[0])
 	require.Equal(t, fmt.Sprintf("c%02d", 30-MaxGone), g[MaxGone-1])
 }
+
+// TestTLSInWords: the server line says the TLS mode in words, not in the
+// protocol's constant names.
+func TestTLSInWords(t *testing.T) {
+	for tls, want := range map[wire.TLSSupported]string{wire.TLSUnsupported: "off", wire.TLSSupportedOn: "offered", wire.TLSRequired: "required"} {
+		require.Equal(t, want, tlsWords(tls))
+	}
+}

@@ -296,37 +296,57 @@ func subset(a, b []wire.NodeInfo) bool {
 
 // ffBetter reports whether partition v1 beats v2 (nil = no partition yet).
 func ffBetter(cl *Cluster, v1, v2 *ffView) bool {
+	better, _ := ffCompare(cl, v1, v2)
+	return better
+}
+
+// ffRule is the rule of ffCompare that decided between two partitions.
+type ffRule uint8
+
+const (
+	ffRuleMajority   ffRule = iota // more than half of the configured nodes
+	ffRuleMinority                 // less than half (or, with an odd count, not more)
+	ffRuleScore                    // 50:50, heuristics score
+	ffRuleActive                   // 50:50, nodes connected to qnetd
+	ffRuleKAP                      // 50:50, keep active partition
+	ffRuleTieBreaker               // 50:50, the tie-breaker node
+)
+
+// ffCompare reports whether v1's partition is better than v2's (nil: none
+// yet) and which rule said so. ffBetter decides with it and ffExplain
+// words its rule, so the two cannot drift apart.
+func ffCompare(cl *Cluster, v1, v2 *ffView) (bool, ffRule) {
 	n := len(v1.cfg)
 	m := len(v1.mem)
 	if n%2 == 1 {
-		return m > n/2
+		if m > n/2 {
+			return true, ffRuleMajority
+		}
+		return false, ffRuleMinority
 	}
 	if m > n/2 {
-		return true
+		return true, ffRuleMajority
 	}
 	if m < n/2 {
-		return false
+		return false, ffRuleMinority
 	}
 	score1, active1 := ffScore(cl, v1)
 	score2, active2 := ffScore(cl, v2)
 	if score1 != score2 {
-		return score1 > score2
+		return score1 > score2, ffRuleScore
 	}
 	if active1 != active2 {
-		return active1 > active2
+		return active1 > active2, ffRuleActive
 	}
 	if v2 != nil && cl.KAPInForce() {
 		in1 := containsNode(cl.QuoratePartition, v1.c.NodeID)
 		in2 := containsNode(cl.QuoratePartition, v2.c.NodeID)
-		if in1 && !in2 {
-			return true
-		}
-		if !in1 && in2 {
-			return false
+		if in1 != in2 {
+			return in1, ffRuleKAP
 		}
 	}
 	preferred, ok := tieBreakerNode(v1.c.TieBreaker, v1.cfg)
-	return ok && containsNode(v1.mem, preferred)
+	return ok && containsNode(v1.mem, preferred), ffRuleTieBreaker
 }
 
 // ffScore counts a partition's connected members (a client that is leaving
@@ -369,17 +389,14 @@ func tieBreakerNode(tb wire.TieBreaker, cfg []wire.NodeInfo) (uint32, bool) {
 	return best, true
 }
 
-// ffExplain says in words why best won (or why nobody did), comparing it
-// with the first partition that is not best's, by the same rules as
-// ffBetter. It runs before QuoratePartition is replaced, as ffBetter did.
+// ffExplain says in words why best won (or why nobody did): the rule of
+// ffCompare that put it above the first partition that is not best's. It
+// runs before QuoratePartition is replaced, as ffBetter did.
 func ffExplain(cl *Cluster, views []ffView, best *ffView) string {
 	if best == nil {
 		return "no partition has a majority of the configured nodes or wins the 50:50 tie"
 	}
 	n, m := len(best.cfg), len(best.mem)
-	if m*2 > n {
-		return fmt.Sprintf("has a majority: %d of %d configured nodes", m, n)
-	}
 	var other *ffView
 	for i := range views {
 		if !containsNode(best.mem, views[i].c.NodeID) {
@@ -387,16 +404,21 @@ func ffExplain(cl *Cluster, views []ffView, best *ffView) string {
 			break
 		}
 	}
-	s1, a1 := ffScore(cl, best)
-	s2, a2 := ffScore(cl, other)
+	better, rule := ffCompare(cl, best, other)
 	switch {
+	case rule == ffRuleMajority:
+		return fmt.Sprintf("has a majority: %d of %d configured nodes", m, n)
 	case other == nil:
 		return fmt.Sprintf("50:50 split (%d of %d nodes); the other half has no node connected to qnetd", m, n)
-	case s1 != s2:
+	case rule == ffRuleScore:
+		s1, _ := ffScore(cl, best)
+		s2, _ := ffScore(cl, other)
 		return fmt.Sprintf("50:50 split; better heuristics score (%d against %d)", s1, s2)
-	case a1 != a2:
+	case rule == ffRuleActive:
+		_, a1 := ffScore(cl, best)
+		_, a2 := ffScore(cl, other)
 		return fmt.Sprintf("50:50 split; more nodes connected to qnetd (%d against %d)", a1, a2)
-	case cl.KAPInForce() && containsNode(cl.QuoratePartition, best.c.NodeID) && !containsNode(cl.QuoratePartition, other.c.NodeID):
+	case rule == ffRuleKAP && better:
 		return "50:50 split, equal scores; it already had the vote and keeps it (keep-active-partition tie-breaker)"
 	}
 	id, _ := tieBreakerNode(best.c.TieBreaker, best.cfg)
