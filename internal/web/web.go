@@ -201,6 +201,36 @@ type Metrics struct {
 	mu           sync.Mutex
 	certs        map[string]time.Time
 	verifiedOnly bool
+	// last is the latest status copy and when it was taken: scrapes in a
+	// loop (the metrics port is open to the LAN) share one copy a second
+	// instead of each stopping the engine for one.
+	last   *engine.Status
+	lastAt time.Time
+	now    func() time.Time
+}
+
+// statusEvery is how old a status copy a scrape may get.
+const statusEvery = time.Second
+
+// statusCopy is the engine's status, at most statusEvery old.
+func (m *Metrics) statusCopy() (*engine.Status, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := time.Now()
+	if m.now != nil {
+		now = m.now()
+	}
+	if m.last != nil && now.Sub(m.lastAt) < statusEvery && !now.Before(m.lastAt) {
+		return m.last, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	st, err := m.status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	m.last, m.lastAt = st, now
+	return st, nil
 }
 
 // maxNodeSeries bounds the per-node series of one cluster.
@@ -289,9 +319,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	m.dpdTimeouts.Collect(ch)
 	m.badMessages.Collect(ch)
 	ch <- prometheus.MustNewConstMetric(m.buildInfo, prometheus.GaugeValue, 1, version.AddOn, version.Core)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	st, err := m.status(ctx)
+	st, err := m.statusCopy()
 	if err != nil {
 		return // the health check reports a stuck engine; metrics stay partial
 	}
