@@ -10,7 +10,8 @@ import (
 // 0; called by an upstream name the tool keeps upstream's exit status.
 func TestHelpExitsZero(t *testing.T) {
 	for _, args := range [][]string{{"-h"}, {"--help"}, {"help"}, {"version"},
-		{"addon", "-h"}, {"addon", "--help"}, {"pairing", "-h"},
+		{"addon", "-h"}, {"addon", "--help"}, {"addon", "run", "-h"}, {"addon", "init", "--help"}, {"addon", "healthcheck", "-h"},
+		{"pairing", "-h"},
 		{"corosync-qnetd", "-h"}, {"corosync-qnetd-tool", "-h"}, {"corosync-qnetd-certutil", "-h"}} {
 		require.Equal(t, 0, run("qnetd", args), "qnetd %v", args)
 	}

@@ -22,24 +22,32 @@ import (
 // Options is /data/options.json as the Supervisor writes it from the
 // add-on's configuration (config.yaml lists the same keys).
 type Options struct {
-	Port            int      `json:"port"`
-	LogLevel        string   `json:"log_level"`
-	TLSEnabled      bool     `json:"tls_enabled"`
-	PairingEnabled  bool     `json:"pairing_enabled"`
-	PairingPort     int      `json:"pairing_port"`
-	PairingPassword string   `json:"pairing_password,omitempty"`
-	AuthorizedKeys  []string `json:"authorized_keys"`
+	Port            int    `json:"port"`
+	LogLevel        string `json:"log_level"`
+	TLSEnabled      bool   `json:"tls_enabled"`
+	PairingEnabled  bool   `json:"pairing_enabled"`
+	PairingPort     int    `json:"pairing_port"`
+	PairingPassword string `json:"pairing_password,omitempty"`
+	// PcsEnabled turns on the pcsd-compatible endpoint for RHEL's pcs on
+	// PcsPort (internal/pcsd).
+	PcsEnabled     bool     `json:"pcs_enabled"`
+	PcsPort        int      `json:"pcs_port"`
+	AuthorizedKeys []string `json:"authorized_keys"`
 	// ForgetClusters are cluster names whose pairing owner is forgotten
 	// at start, so that another node's key may have them signed.
 	ForgetClusters []string `json:"forget_clusters"`
 	// EventHoldTime is how many seconds a cluster's state change must
 	// last before it fires a Home Assistant event.
 	EventHoldTime int `json:"event_hold_time"`
+	// MetricsPort, when not 0, serves /metrics on that port to the LAN;
+	// MetricsToken is the bearer token a scrape must send.
+	MetricsPort  int    `json:"metrics_port"`
+	MetricsToken string `json:"metrics_token,omitempty"`
 }
 
 // Defaults are config.yaml's options.
 func Defaults() Options {
-	return Options{Port: 5403, LogLevel: "info", TLSEnabled: true, PairingEnabled: true, PairingPort: 22, AuthorizedKeys: []string{}, ForgetClusters: []string{}, EventHoldTime: 10}
+	return Options{Port: 5403, LogLevel: "info", TLSEnabled: true, PairingEnabled: true, PairingPort: 22, PcsPort: 2224, AuthorizedKeys: []string{}, ForgetClusters: []string{}, EventHoldTime: 10}
 }
 
 // OptionError names the option, the value and what is allowed.
@@ -101,8 +109,28 @@ func (o Options) Validate() error {
 			return &OptionError{"pairing_port", o.PairingPort, fmt.Sprintf("a port other than the qnetd port (%d)", o.Port)}
 		}
 	}
+	if o.PcsEnabled {
+		if o.PcsPort < 1 || o.PcsPort > 65535 {
+			return &OptionError{"pcs_port", o.PcsPort, "a TCP port from 1 to 65535 (pcs uses 2224)"}
+		}
+		if o.PcsPort == o.Port {
+			return &OptionError{"pcs_port", o.PcsPort, fmt.Sprintf("a port other than the qnetd port (%d)", o.Port)}
+		}
+		if o.PairingEnabled && o.PcsPort == o.PairingPort {
+			return &OptionError{"pcs_port", o.PcsPort, fmt.Sprintf("a port other than the pairing port (%d)", o.PairingPort)}
+		}
+	}
 	if o.EventHoldTime < 0 || o.EventHoldTime > 3600 {
 		return &OptionError{"event_hold_time", o.EventHoldTime, "seconds from 0 to 3600 (0: an event for every change; 10 lets a qdevice restart pass quietly)"}
+	}
+	if o.MetricsPort < 0 || o.MetricsPort > 65535 {
+		return &OptionError{"metrics_port", o.MetricsPort, "0 (off) or a TCP port from 1 to 65535 for Prometheus, e.g. 9403"}
+	}
+	if o.MetricsPort != 0 && (o.MetricsPort == o.Port || (o.PairingEnabled && o.MetricsPort == o.PairingPort) || (o.PcsEnabled && o.MetricsPort == o.PcsPort)) {
+		return &OptionError{"metrics_port", o.MetricsPort, "a port other than the qnetd, pairing and pcs ports, e.g. 9403"}
+	}
+	if o.MetricsToken != "" && len(o.MetricsToken) < 16 {
+		return &OptionError{"metrics_token", "(hidden)", "at least 16 characters (e.g. from: openssl rand -hex 16), or empty for none"}
 	}
 	if o.PairingPassword != "" && len(o.PairingPassword) < 8 {
 		return &OptionError{"pairing_password", "(hidden)", "at least 8 characters, or empty to allow only keys"}

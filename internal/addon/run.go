@@ -21,7 +21,9 @@ import (
 	"github.com/qnetd-addon/qnetd/internal/daemon"
 	"github.com/qnetd-addon/qnetd/internal/haentities"
 	"github.com/qnetd-addon/qnetd/internal/pairing"
+	"github.com/qnetd-addon/qnetd/internal/pcsd"
 	"github.com/qnetd-addon/qnetd/internal/pki"
+	"github.com/qnetd-addon/qnetd/internal/status"
 	"github.com/qnetd-addon/qnetd/internal/version"
 	"github.com/qnetd-addon/qnetd/qnetd/server"
 	"github.com/qnetd-addon/qnetd/qnetd/wire"
@@ -92,9 +94,12 @@ QNETD_ADDON_NSS_LINK, QNETD_ADDON_HA_API, QNETD_ADDON_SUPERVISOR (see
 
 // Main runs "qnetd addon init|run|healthcheck".
 func Main(args []string, environ map[string]string, stdout, stderr io.Writer) int {
-	if len(args) == 1 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
-		fmt.Fprint(stdout, usage)
-		return 0
+	// "addon -h" and "addon run -h" alike: help never starts anything.
+	for _, a := range args {
+		if a == "-h" || a == "--help" || a == "help" {
+			fmt.Fprint(stdout, usage)
+			return 0
+		}
 	}
 	if len(args) != 1 {
 		fmt.Fprint(stderr, usage)
@@ -172,6 +177,7 @@ func banner(log zerolog.Logger, p Paths, o Options) {
 		Int("port", o.Port).Bool("tls", o.TLSEnabled).Str("log_level", o.LogLevel).
 		Bool("pairing", o.PairingEnabled).Int("pairing_port", o.PairingPort).
 		Bool("pairing_password_set", o.PairingPassword != "").Int("authorized_keys", len(o.AuthorizedKeys)).
+		Bool("pcs", o.PcsEnabled).Int("pcs_port", o.PcsPort).
 		Str("data", p.Data).Msg("qnetd add-on")
 }
 
@@ -208,6 +214,16 @@ func Init(p Paths, o Options, log zerolog.Logger) error {
 		pair.Close()
 		if err != nil {
 			return fmt.Errorf("one-time pairing password: %w", err)
+		}
+	}
+	if o.PcsEnabled {
+		// Made here, so that the daemon's user owns them: the pcs tokens'
+		// directory and the one-time password's (pairing.NewGate).
+		if err := os.MkdirAll(filepath.Join(p.Data, "pcsd"), 0o700); err != nil {
+			return fmt.Errorf("pcsd endpoint: %w", err)
+		}
+		if _, err := pairing.NewGate(p.Data, o.PairingPassword, nil); err != nil {
+			return fmt.Errorf("pcsd endpoint: %w", err)
 		}
 	}
 	if err := linkNSS(p); err != nil {
@@ -328,15 +344,21 @@ func DaemonConfig(p Paths, o Options, log zerolog.Logger) daemon.Config {
 		PKIDir:    p.PKIDir(),
 		LockFile:  filepath.Join(p.RunDir, "corosync-qnetd.pid"),
 		IPC:       adminipc.Config{Path: daemon.SocketIn(p.RunDir)},
-		Web:       &daemon.WebConfig{Addr: p.IngressAddr},
+		Web:       &daemon.WebConfig{Addr: p.IngressAddr, HistoryFile: filepath.Join(p.Data, status.HistoryFileName)},
 		Entities:  homeAssistant(p, log),
 		StateHold: time.Duration(o.EventHoldTime) * time.Second,
 		User:      p.User,
 		Log:       log,
 	}
+	if o.MetricsPort != 0 {
+		cfg.Metrics = &daemon.MetricsConfig{Port: o.MetricsPort, Token: o.MetricsToken}
+	}
 	if o.PairingEnabled {
 		cfg.Pairing = &daemon.PairingConfig{Port: o.PairingPort, Endpoint: pairing.Config{DataDir: p.Data, PKIDir: p.PKIDir(),
 			Password: o.PairingPassword, AuthorizedKeys: o.AuthorizedKeys, PublicHost: hostAddress()}}
+	}
+	if o.PcsEnabled {
+		cfg.Pcsd = &daemon.PcsdConfig{Port: o.PcsPort, Endpoint: pcsd.Config{DataDir: p.Data, Password: o.PairingPassword}}
 	}
 	return cfg
 }

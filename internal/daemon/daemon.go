@@ -26,6 +26,7 @@ import (
 	"github.com/qnetd-addon/qnetd/internal/adminipc"
 	"github.com/qnetd-addon/qnetd/internal/haentities"
 	"github.com/qnetd-addon/qnetd/internal/pairing"
+	"github.com/qnetd-addon/qnetd/internal/pcsd"
 	"github.com/qnetd-addon/qnetd/internal/pki"
 	"github.com/qnetd-addon/qnetd/internal/status"
 	"github.com/qnetd-addon/qnetd/internal/version"
@@ -56,6 +57,12 @@ type Config struct {
 	Web *WebConfig
 	// Pairing, optional: the SSH endpoint for pvecm qdevice setup.
 	Pairing *PairingConfig
+	// Pcsd, optional: the pcsd-compatible endpoint for pcs (RHEL). It
+	// shares the pairing endpoint's password check when both are on.
+	Pcsd *PcsdConfig
+	// Metrics, optional (needs Web): /metrics alone on a port of its own,
+	// for Prometheus on the LAN.
+	Metrics *MetricsConfig
 	// Entities, optional: Home Assistant entities over MQTT discovery or
 	// the REST API. Its Status, Wake and CertExpiry are set here.
 	Entities *haentities.Config
@@ -75,6 +82,20 @@ type WebConfig struct {
 	// used instead.
 	Addr     string
 	Listener net.Listener
+	// HistoryFile, optional, keeps the page's decision history across
+	// restarts (status.HistoryFile: written at most once a minute and at
+	// shutdown).
+	HistoryFile string
+}
+
+// MetricsConfig is the metrics port (add-on option metrics_port).
+type MetricsConfig struct {
+	// Port is where it listens on every address; Listener, when set, is
+	// used instead.
+	Port     int
+	Listener net.Listener
+	// Token, when set, is the bearer token every scrape must send.
+	Token string
 }
 
 // PairingConfig is the SSH pairing endpoint.
@@ -82,6 +103,17 @@ type PairingConfig struct {
 	// Endpoint is the endpoint's configuration; its Tool and Log are set
 	// here.
 	Endpoint pairing.Config
+	// Port is where it listens on every address; Listener, when set, is
+	// used instead.
+	Port     int
+	Listener net.Listener
+}
+
+// PcsdConfig is the pcsd-compatible endpoint.
+type PcsdConfig struct {
+	// Endpoint is the endpoint's configuration; its Authority, Gate and
+	// Log are set here.
+	Endpoint pcsd.Config
 	// Port is where it listens on every address; Listener, when set, is
 	// used instead.
 	Port     int
@@ -97,10 +129,16 @@ type Daemon struct {
 	ipc  *adminipc.Server
 	pair *pairing.Server
 	pln  net.Listener
+	pcs  *pcsd.Server
+	cln  net.Listener
+	gate *pairing.Gate
 	web  *http.Server
 	wln  net.Listener
+	met  *http.Server
+	mln  net.Listener
 	page *status.Page
 	rec  *status.Recorder
+	hist *status.HistoryFile
 	pki  *pki.Authority
 	// pairingProblem says why pairing is off although it was asked for.
 	pairingProblem string
@@ -169,6 +207,18 @@ func (d *Daemon) start() error {
 		w.SetPKILoaded(authority != nil)
 		rec = status.NewRecorder(time.Now, time.Hour)
 		scfg.Hooks, scfg.Observer = w.Metrics().Hooks(), rec
+		if cfg.Web.HistoryFile != "" {
+			hist := status.NewHistoryFile(cfg.Web.HistoryFile, rec, log)
+			hist.Load()
+			d.hist = hist
+			// Undone after the server (newest first): the last save has
+			// the decisions up to the end.
+			d.undo = append(d.undo, func() {
+				if err := hist.Save(time.Now()); err != nil {
+					log.Warn().Err(err).Msg("cannot save the status page's decision history")
+				}
+			})
+		}
 	}
 	d.rec, d.pki = rec, authority
 	d.srv = server.New(scfg)
@@ -193,10 +243,18 @@ func (d *Daemon) start() error {
 	if err := d.startPairing(); err != nil {
 		return err
 	}
+	if err := d.startPcsd(authority); err != nil {
+		return err
+	}
 	if w != nil {
 		if err := d.startWeb(w, rec); err != nil {
 			return err
 		}
+		if err := d.startMetrics(w); err != nil {
+			return err
+		}
+	} else if cfg.Metrics != nil {
+		return errors.New("a metrics port needs the web side (Config.Web)")
 	}
 	if err := dropPrivileges(cfg.User, log, cfg.IPC.Path); err != nil {
 		return err
@@ -206,8 +264,14 @@ func (d *Daemon) start() error {
 	if d.pair != nil {
 		go func() { _ = d.pair.Serve(d.pln) }()
 	}
+	if d.pcs != nil {
+		go func() { _ = d.pcs.Serve(d.cln) }()
+	}
 	if d.web != nil {
 		go func() { _ = d.web.Serve(d.wln) }()
+	}
+	if d.met != nil {
+		go func() { _ = d.met.Serve(d.mln) }()
 	}
 	go func() { d.served <- d.srv.Serve(d.ln) }()
 	ev := log.Info().Str("version", version.Core).Str("addr", d.ln.Addr().String()).
@@ -218,6 +282,12 @@ func (d *Daemon) start() error {
 	}
 	if d.pln != nil {
 		ev = ev.Str("pairing", d.pln.Addr().String())
+	}
+	if d.cln != nil {
+		ev = ev.Str("pcsd", d.cln.Addr().String())
+	}
+	if d.mln != nil {
+		ev = ev.Str("metrics", d.mln.Addr().String())
 	}
 	ev.Msg("corosync-qnetd started")
 	return nil
@@ -270,6 +340,13 @@ func (d *Daemon) startPairing() error {
 	d.undo = append(d.undo, func() { ln.Close() })
 	ec := pc.Endpoint
 	ec.Log = d.log
+	if ec.Gate == nil {
+		g, err := d.passwordGate()
+		if err != nil {
+			return fmt.Errorf("pairing endpoint: %w", err)
+		}
+		ec.Gate = g
+	}
 	sock := d.cfg.IPC.Path
 	ec.Tool = func(args []string, stdout, stderr io.Writer) int {
 		return adminipc.ToolMain(append([]string{"-p", sock}, args...), stdout, stderr)
@@ -280,6 +357,69 @@ func (d *Daemon) startPairing() error {
 	}
 	d.pair, d.pln = pair, ln
 	d.undo = append(d.undo, func() { pair.Close() })
+	return nil
+}
+
+// passwordGate is the password check the pairing and pcsd endpoints
+// share, made once: one budget of failed passwords covers both.
+func (d *Daemon) passwordGate() (*pairing.Gate, error) {
+	if d.gate != nil {
+		return d.gate, nil
+	}
+	var err error
+	if pc := d.cfg.Pairing; pc != nil {
+		d.gate, err = pairing.NewGate(pc.Endpoint.DataDir, pc.Endpoint.Password, pc.Endpoint.Now)
+	} else {
+		c := d.cfg.Pcsd.Endpoint
+		d.gate, err = pairing.NewGate(c.DataDir, c.Password, c.Now)
+	}
+	return d.gate, err
+}
+
+// startPcsd binds the pcsd endpoint's port and makes the endpoint. Its
+// TLS certificate is our CA's server certificate (authority, loaded here
+// when qnetd itself runs without TLS).
+func (d *Daemon) startPcsd(authority *pki.Authority) error {
+	pc := d.cfg.Pcsd
+	if pc == nil {
+		return nil
+	}
+	ln := pc.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", ":"+strconv.Itoa(pc.Port)); err != nil {
+			if !errors.Is(err, syscall.EADDRINUSE) {
+				return fmt.Errorf("pcsd endpoint on port %d (option pcs_port): %w", pc.Port, err)
+			}
+			// As for pairing: the vote matters more; the log says what to do.
+			d.log.Error().Int("pcs_port", pc.Port).Err(err).
+				Msg("the pcsd endpoint for pcs is off: its port is taken; free it or set pcs_port to a free port (then pcs host auth needs addr=IP:PORT) and restart")
+			return nil
+		}
+	}
+	d.undo = append(d.undo, func() { ln.Close() })
+	if authority == nil {
+		a, err := LoadAuthority(d.cfg.PKIDir, d.log)
+		if err != nil {
+			return fmt.Errorf("pcsd endpoint: certificates in %s: %w", d.cfg.PKIDir, err)
+		}
+		authority = a
+	}
+	ec := pc.Endpoint
+	ec.Log, ec.Authority = d.log, authority
+	if ec.Gate == nil {
+		g, err := d.passwordGate()
+		if err != nil {
+			return fmt.Errorf("pcsd endpoint: %w", err)
+		}
+		ec.Gate = g
+	}
+	srv, err := pcsd.New(ec)
+	if err != nil {
+		return fmt.Errorf("pcsd endpoint: %w", err)
+	}
+	d.pcs, d.cln = srv, ln
+	d.undo = append(d.undo, func() { srv.Close() })
 	return nil
 }
 
@@ -305,6 +445,33 @@ func (d *Daemon) startWeb(w *web.Web, rec *status.Recorder) error {
 	}
 	d.undo = append(d.undo, func() { d.wln.Close() })
 	d.web = &http.Server{Handler: w, ReadHeaderTimeout: 10 * time.Second}
+	return nil
+}
+
+// startMetrics binds the metrics port: /metrics alone, bounded.
+func (d *Daemon) startMetrics(w *web.Web) error {
+	mc := d.cfg.Metrics
+	if d.pki != nil {
+		w.Metrics().SetCertificates(map[string]time.Time{"ca": d.pki.CA.NotAfter, "server": d.pki.Server.NotAfter})
+	}
+	w.Metrics().SetLabelVerifiedOnly(d.cfg.Server.Engine.TLS != wire.TLSUnsupported)
+	if mc == nil {
+		return nil
+	}
+	ln := mc.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", ":"+strconv.Itoa(mc.Port)); err != nil {
+			return fmt.Errorf("metrics port %d (option metrics_port): %w", mc.Port, err)
+		}
+	}
+	d.mln = web.LimitListener(ln, web.MaxScrapeConns)
+	d.undo = append(d.undo, func() { d.mln.Close() })
+	d.met = web.ScrapeServer(w.ScrapeHandler(mc.Token))
+	if mc.Token == "" {
+		d.log.Warn().Str("metrics", d.mln.Addr().String()).
+			Msg("metrics port without a token: anyone on your network can read the cluster names and votes; set metrics_token")
+	}
 	return nil
 }
 
@@ -348,6 +515,14 @@ func (d *Daemon) PairingAddr() net.Addr {
 	return d.pln.Addr()
 }
 
+// PcsdAddr is the pcsd endpoint's address (nil without one).
+func (d *Daemon) PcsdAddr() net.Addr {
+	if d.cln == nil {
+		return nil
+	}
+	return d.cln.Addr()
+}
+
 // Wait serves until ctx ends, a shutdown is asked for over the local
 // socket, or the server fails; then it stops everything. A failed server
 // is an error; the other two are a clean stop.
@@ -356,6 +531,9 @@ func (d *Daemon) Wait(ctx context.Context) error {
 	defer stopPage()
 	if d.page != nil {
 		go d.page.Run(pctx, 2*time.Second)
+	}
+	if d.hist != nil {
+		go d.hist.Run(pctx, time.Now)
 	}
 	entitiesDone := d.startEntities(pctx)
 	watchDone := d.startWatch(pctx)
@@ -377,10 +555,12 @@ func (d *Daemon) Wait(ctx context.Context) error {
 		case <-time.After(5 * time.Second):
 		}
 	}
-	if d.web != nil {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = d.web.Shutdown(sctx)
-		cancel()
+	for _, hs := range []*http.Server{d.web, d.met} {
+		if hs != nil {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = hs.Shutdown(sctx)
+			cancel()
+		}
 	}
 	d.closeAll()
 	return err

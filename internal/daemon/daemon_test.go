@@ -51,6 +51,18 @@ func testConfig(t *testing.T) Config {
 	}
 }
 
+// serve starts a daemon on cfg and stops it when the test ends.
+func serve(t *testing.T, cfg Config) *Daemon {
+	t.Helper()
+	d, err := Start(cfg)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Wait(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return d
+}
+
 func tool(t *testing.T, sock string, args ...string) string {
 	t.Helper()
 	var out, errOut bytes.Buffer

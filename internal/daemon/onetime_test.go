@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
@@ -22,12 +21,7 @@ import (
 // used up, by that key.
 func TestStatusPageOneTimePassword(t *testing.T) {
 	cfg := testConfig(t)
-	d, err := Start(cfg)
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Wait(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	d := serve(t, cfg)
 	web := "http://" + d.WebAddr().String()
 
 	card := func(r *http.Response) status.Pairing {

@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -83,12 +82,7 @@ func TestStateChangesLogAndFire(t *testing.T) {
 	cfg.Log = zerolog.New(&logs).Level(zerolog.InfoLevel)
 	cfg.Entities = &haentities.Config{Token: "tok", CoreAPI: hs.URL + "/core/api", SupervisorURL: hs.URL, Instance: "test"}
 	cfg.StateHold = 0
-	d, err := Start(cfg)
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Wait(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	d := serve(t, cfg)
 
 	n := client.NewNode(client.Settings{Cluster: "pve", NodeID: 1, Algorithm: wire.AlgoTest,
 		TieBreaker: wire.TieBreaker{Mode: wire.TieBreakerLowest}, Heartbeat: 8000})

@@ -23,9 +23,11 @@ import (
 // not found").
 const ExitRefused = 127
 
-const allowedHelp = "this SSH endpoint only pairs corosync qdevices (pvecm qdevice setup): it runs " +
-	"corosync-qnetd-certutil -i, corosync-qnetd-certutil -s -c /tmp/FILE -n CLUSTER, corosync-qnetd-tool -s|-l [-v] [-c CLUSTER], " +
-	"ssh-copy-id's key installation, and scp/sftp of " + NSSDBPath + "/qnetd-cacert.crt, " + NSSDBPath + "/cluster-*.crt and files in " + TmpPath
+const allowedHelp = "this SSH endpoint only pairs corosync qdevices (pvecm qdevice setup, crm cluster init qdevice): " +
+	"commands and sh scripts may run corosync-qnetd-certutil -i, corosync-qnetd-certutil -s -c FILE -n CLUSTER, " +
+	"corosync-qnetd-tool -s|-l [-v] [-c CLUSTER], dpkg-query -s and rpm -q corosync-qnetd, systemctl for corosync-qnetd, " +
+	"mkdir and rm in " + RunPath + ", cat of the served files; ssh-copy-id installs keys; scp/sftp serve " + NSSDBPath + "/qnetd-cacert.crt and " +
+	NSSDBPath + "/cluster-*.crt and take uploads into " + TmpPath + " and " + NSSDBPath + "/" + CRQPrefix + "CLUSTER"
 
 // session is one logged-in connection's view.
 type session struct {
@@ -139,31 +141,38 @@ func (ss *session) exec(ch ssh.Channel, cmd string) int {
 	if isKeyInstall(line) {
 		return ss.installKeys(ch)
 	}
-	words, err := splitWords(line)
-	if err != nil || len(words) == 0 {
-		return ss.refuse(stderr, cmd)
-	}
-	name := commandName(words[0])
-	if ss.passwordOnly && name != "exit" {
-		fmt.Fprintf(stderr, "qnetd pairing: a password login can only install an SSH key (ssh-copy-id); log in with that key to run %s\n", clip(words[0]))
+	if ss.passwordOnly {
+		if line == "exit" || line == "exit 0" {
+			ss.s.log.Debug().Str("addr", ss.ip).Msg("pairing: key test (ssh-copy-id): key already installed")
+			return 0
+		}
+		fmt.Fprintf(stderr, "qnetd pairing: a password login can only install an SSH key (ssh-copy-id); log in with that key to run %s\n", clip(line))
 		ss.s.log.Warn().Str("addr", ss.ip).Str("command", clip(cmd)).
 			Msg("pairing: refused command: password logins can only install a key")
 		return ExitRefused
 	}
-	switch name {
-	case "exit":
-		if len(words) == 1 {
-			ss.s.log.Debug().Str("addr", ss.ip).Msg("pairing: key test (ssh-copy-id): key already installed")
-			return 0
+	// The commands pvecm and crmsh send as plain words run directly on the
+	// channel (scp and sftp speak their protocol on it); everything else
+	// is a script for the sandboxed shell (shell.go).
+	if words, err := splitWords(line); err == nil && len(words) > 0 {
+		if w, err := sudoCommand(words[1:]); commandName(words[0]) == "sudo" && err == nil {
+			words = w
 		}
-	case "corosync-qnetd-certutil":
-		return ss.certutil(ch, words[1:])
-	case "corosync-qnetd-tool":
-		return ss.tool(ch, words[1:])
-	case "scp":
-		return ss.scp(ch, words[1:])
+		switch commandName(words[0]) {
+		case "corosync-qnetd-certutil":
+			return ss.certutil(ch, stderr, words[1:])
+		case "corosync-qnetd-tool":
+			return ss.tool(ch, stderr, words[1:])
+		case "scp":
+			return ss.scp(ch, words[1:])
+		case "sftp-server":
+			return ss.sftp(ch)
+		}
+		if path.Base(words[0]) == "sftp-server" && strings.HasPrefix(words[0], "/usr/lib") {
+			return ss.sftp(ch)
+		}
 	}
-	return ss.refuse(stderr, cmd)
+	return ss.runShell(ch, ch, stderr, cmd)
 }
 
 func (ss *session) refuse(stderr io.Writer, cmd string) int {
@@ -244,8 +253,7 @@ func (ss *session) installKeys(ch ssh.Channel) int {
 // /tmp/FILE -n CLUSTER, -h. -d, -I and -F, and requests outside /tmp, are
 // refused. Signing is on behalf of the session's key: a cluster name
 // another key had signed first is refused (pki.SignFor).
-func (ss *session) certutil(ch ssh.Channel, args []string) int {
-	stderr := ch.Stderr()
+func (ss *session) certutil(stdout, stderr io.Writer, args []string) int {
 	const prog = "corosync-qnetd-certutil"
 	opts, operands, err := getopt.Parse(args, "FGhisc:n:d:I:")
 	if err != nil {
@@ -270,7 +278,7 @@ func (ss *session) certutil(ch ssh.Channel, args []string) int {
 			csr = o.Arg
 			n, err := ss.s.resolve(o.Arg)
 			if !path.IsAbs(o.Arg) || err != nil || n.kind != vTmpFile {
-				fmt.Fprintf(stderr, "%s: over SSH only certificate requests uploaded to %s can be signed, not %q\n", prog, TmpPath, clip(o.Arg))
+				fmt.Fprintf(stderr, "%s: over SSH only certificate requests uploaded to %s or as %s/%sCLUSTER can be signed, not %q\n", prog, TmpPath, NSSDBPath, CRQPrefix, clip(o.Arg))
 				ss.s.log.Warn().Str("addr", ss.ip).Str("file", clip(o.Arg)).Msg("pairing: refused to sign a request outside " + TmpPath)
 				return ExitRefused
 			}
@@ -295,7 +303,7 @@ func (ss *session) certutil(ch ssh.Channel, args []string) int {
 	code := certutilcmd.Run(margs, map[string]string{"QNETD_NSS_DB_DIR": ss.s.pkiDir},
 		certutilcmd.Options{Identity: &id, Outcome: &outcome}, &out, &errb, ss.s.now)
 	ss.s.certMu.Unlock()
-	_, _ = ch.Write(ss.s.rewritePaths(out.Bytes()))
+	_, _ = stdout.Write(ss.s.rewritePaths(out.Bytes()))
 	_, _ = stderr.Write(ss.s.rewritePaths(errb.Bytes()))
 	msg := strings.TrimSpace(string(ss.s.rewritePaths(errb.Bytes())))
 	log := ss.s.log
@@ -328,8 +336,7 @@ func (ss *session) certutil(ch ssh.Channel, args []string) int {
 }
 
 // tool runs read-only corosync-qnetd-tool commands (-s, -l, -v, -c).
-func (ss *session) tool(ch ssh.Channel, args []string) int {
-	stderr := ch.Stderr()
+func (ss *session) tool(stdout, stderr io.Writer, args []string) int {
 	opts, operands, err := getopt.Parse(args, "Hhlsvc:p:")
 	if err == nil && len(operands) > 0 {
 		err = fmt.Errorf("unexpected argument %q", clip(operands[0]))
@@ -350,7 +357,7 @@ func (ss *session) tool(ch ssh.Channel, args []string) int {
 		return ExitRefused
 	}
 	ss.s.log.Info().Str("addr", ss.ip).Strs("args", args).Msg("pairing: corosync-qnetd-tool")
-	return ss.s.cfg.Tool(args, ch, stderr)
+	return ss.s.cfg.Tool(args, stdout, stderr)
 }
 
 // sftp serves the sftp subsystem.

@@ -31,7 +31,6 @@ package pairing
 
 import (
 	"bytes"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
@@ -130,6 +129,10 @@ type Config struct {
 	Log zerolog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Gate, optional, is the password check shared with the pcsd
+	// endpoint; its password replaces Password. Without it the endpoint
+	// makes its own (NewGate).
+	Gate *Gate
 
 	// preAuthTimeout replaces the constant of that name when set (tests
 	// shorten it).
@@ -146,10 +149,12 @@ type Server struct {
 	pkiDir   string
 	hostKeys []ssh.Signer
 	keys     *keyStore
+	gate     *Gate
 	oneTime  *OneTime
 	limiter  *limiter
 	certMu   sync.Mutex // one corosync-qnetd-certutil at a time
 	tmpMu    sync.Mutex // uploads to /tmp
+	locks    lockDirs   // shell scripts' directories in /run
 
 	preAuthTimeout time.Duration
 
@@ -202,7 +207,6 @@ func New(cfg Config) (*Server, error) {
 		now:       cfg.Now,
 		dir:       filepath.Join(dataDir, "ssh"),
 		pkiDir:    pkiDir,
-		limiter:   newLimiter(cfg.Now),
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[net.Conn]*tracked{},
 		sources:   map[string]*sourceConns{},
@@ -226,9 +230,13 @@ func New(cfg Config) (*Server, error) {
 	if s.keys, err = loadKeyStore(filepath.Join(s.dir, "authorized_keys"), cfg.AuthorizedKeys, s.log); err != nil {
 		return nil, err
 	}
-	if s.oneTime, err = OpenOneTime(s.dir); err != nil {
-		return nil, fmt.Errorf("pairing: %w", err)
+	if s.gate = cfg.Gate; s.gate == nil {
+		if s.gate, err = NewGate(dataDir, cfg.Password, cfg.Now); err != nil {
+			return nil, err
+		}
 	}
+	s.cfg.Password = s.gate.password
+	s.oneTime, s.limiter = s.gate.oneTime, s.gate.limiter
 	s.cleanTmp()
 	return s, nil
 }
@@ -584,59 +592,55 @@ func (s *Server) checkPassword(st *connState, user string, pw []byte) (*ssh.Perm
 		return nil, errors.New("unknown user")
 	}
 	now := s.now()
-	if s.cfg.Password == "" && s.oneTime.View(now).State != OneTimeValid {
+	r := s.gate.Check(st.src, pw)
+	switch r.Verdict {
+	case VerdictNoPassword:
 		// Nothing to check, so nothing to guess: no budget is spent.
 		st.noPassword = true
 		return nil, &ssh.BannerError{Err: errors.New("no password set"), Message: "qnetd pairing: password logins are off: no pairing password is set and no one-time pairing password is valid. " +
 			"Make a one-time password on the add-on's status page (pairing card), or put this node's public key in the add-on's authorized_keys option.\n"}
-	}
-	if b, until, first := s.limiter.blocked(st.src); b {
+	case VerdictBlocked:
 		st.blocked = true
-		wait := until.Sub(now).Round(time.Second)
-		if first {
-			s.logEvent(s.log.Warn(), st).Time("until", until).
+		wait := r.Until.Sub(now).Round(time.Second)
+		if r.First {
+			s.logEvent(s.log.Warn(), st).Time("until", r.Until).
 				Dur("wait", wait).Msg("pairing: password logins from this address refused after too many failed logins (keys still work)")
 		}
 		return nil, &ssh.BannerError{Err: errors.New("too many failed logins"), Message: fmt.Sprintf(
 			"qnetd pairing: too many failed logins from your address: the password is not checked for another %s. Logins with a key still work.\n", wait)}
-	}
-	turn := s.limiter.takePassword(st.src)
-	if !turn.ok {
+	case VerdictBusy:
 		st.budgetRefused = true
 		var ev *zerolog.Event
-		if turn.first {
+		if r.First {
 			ev = s.logEvent(s.log.Warn(), st).Int("burst", passwordBurst).Dur("refill", passwordRefill)
 		} else {
 			ev = s.logEvent(s.log.Debug(), st)
 		}
-		ev.Int("ahead", turn.ahead).Msg("pairing: password refused unchecked: the limit of failed passwords from all addresses together is reached; " +
+		ev.Int("ahead", r.Ahead).Msg("pairing: password refused unchecked: the limit of failed passwords from all addresses together is reached; " +
 			"each source gets a turn as the limit allows; keys still work")
 		msg := fmt.Sprintf("qnetd pairing: the password is not checked: too many failed passwords from all addresses together "+
 			"(someone may be guessing). Your address is in line behind at most %d others; keep trying at least every %s to keep "+
-			"your place; its turn comes in about %s. Logins with a key are not limited.\n", turn.ahead, waitForget, turn.wait.Round(time.Second))
-		if !turn.inLine {
+			"your place; its turn comes in about %s. Logins with a key are not limited.\n", r.Ahead, waitForget, r.Wait.Round(time.Second))
+		if !r.InLine {
 			msg = fmt.Sprintf("qnetd pairing: the password is not checked: too many failed passwords from all addresses together "+
-				"(someone may be guessing) and %d addresses waiting; try again later. Logins with a key are not limited.\n", turn.ahead)
+				"(someone may be guessing) and %d addresses waiting; try again later. Logins with a key are not limited.\n", r.Ahead)
 		}
 		return nil, &ssh.BannerError{Err: errors.New("password budget spent"), Message: msg}
 	}
-	if turn.refused > 0 {
-		s.log.Info().Int("refused", turn.refused).Time("since", turn.refusedSince).
+	if r.Refused > 0 {
+		s.log.Info().Int("refused", r.Refused).Time("since", r.RefusedSince).
 			Msg("pairing: checking passwords again")
 	}
-	if s.cfg.Password != "" && subtle.ConstantTimeCompare(pw, []byte(s.cfg.Password)) == 1 {
-		s.limiter.passwordRight()
+	switch r.Verdict {
+	case VerdictPassword:
 		return &ssh.Permissions{Extensions: map[string]string{"auth": "password"}}, nil
-	}
-	if ticket, ok := s.oneTime.check(pw, now); ok {
-		s.limiter.passwordRight()
-		return &ssh.Permissions{Extensions: map[string]string{"auth": "password", "one_time": ticket}}, nil
+	case VerdictOneTime:
+		return &ssh.Permissions{Extensions: map[string]string{"auth": "password", "one_time": r.Ticket}}, nil
 	}
 	st.passwordFailed = true
-	n, block := s.limiter.fail(st.src)
-	ev := s.logEvent(s.log.Warn(), st).Int("failures", n)
-	if block > 0 {
-		ev = ev.Dur("blocked_for", block)
+	ev := s.logEvent(s.log.Warn(), st).Int("failures", r.Failures)
+	if r.Block > 0 {
+		ev = ev.Dur("blocked_for", r.Block)
 	}
 	ev.Msg("pairing: wrong password")
 	return nil, errors.New("wrong password")

@@ -159,8 +159,8 @@ func (ss *session) scpSink(ch ssh.Channel, target string) int {
 		err = errReadOnly
 	}
 	if err != nil {
-		scpErr(ch, 2, "%s: Permission denied: only %s is writable", clip(target), TmpPath)
-		ss.s.log.Warn().Str("addr", ss.ip).Str("target", clip(target)).Msg("pairing: scp upload refused: only " + TmpPath + " is writable")
+		scpErr(ch, 2, "%s: Permission denied: only %s and %s/%sCLUSTER are writable", clip(target), TmpPath, NSSDBPath, CRQPrefix)
+		ss.s.log.Warn().Str("addr", ss.ip).Str("target", clip(target)).Msg("pairing: scp upload refused: only " + TmpPath + " and " + NSSDBPath + "/" + CRQPrefix + "CLUSTER are writable")
 		return 1
 	}
 	r := bufio.NewReader(ch)

@@ -104,20 +104,24 @@ func TestRefuseShell(t *testing.T) {
 func TestRefuseCommands(t *testing.T) {
 	f := newSecFixture(t, nil)
 	before := f.snap(t)
-	for _, cmd := range []string{
-		"id", "sh", "sh -c id", "/bin/sh -c 'cat /etc/shadow'", "cat /etc/corosync/qnetd/nssdb/qnetd-pki.pem",
-		"corosync-qnetd-certutil -i; id", "corosync-qnetd-certutil -i && id", "corosync-qnetd-certutil -i | cat",
-		"corosync-qnetd-certutil -i $(id)", "corosync-qnetd-certutil -i `id`", "corosync-qnetd-certutil -i > /tmp/x",
-		"QNETD_NSS_DB_DIR=/tmp/evil corosync-qnetd-certutil -i", "env corosync-qnetd-certutil -i",
-		"./corosync-qnetd-certutil -i", "/tmp/corosync-qnetd-certutil -i", "exit 0; id", "exec sh -c 'id'",
-		"corosync-qnetd-certutil -d /tmp/evil -i", "corosync-qnetd-certutil -I /etc/shadow",
-		"corosync-qnetd-certutil -s -c /etc/corosync/qnetd/nssdb/qnetd-pki.pem -n x",
-		"corosync-qnetd-certutil -s -c ../../etc/shadow -n x", "corosync-qnetd-certutil -s -c /tmp/../etc/shadow -n x",
-		"corosync-qnetd-certutil -s -c " + f.canary + " -n x", "corosync-qnetd-tool -H", "corosync-qnetd-tool -p /run/x.sock -s",
-		"scp -r -f /etc", "scp -f", "scp -t -f /tmp", "sftp", "rsync --server . /tmp", "pvecm apiver",
+	// Each is run as a shell would run it, with every command virtual:
+	// what is not available is refused (127), the rest fails or does
+	// nothing; nothing leaks and nothing is written.
+	for cmd, want := range map[string]int{
+		"id": 127, "sh": 0, "sh -c id": 127, "/bin/sh -c 'cat /etc/shadow'": 1, "cat /etc/corosync/qnetd/nssdb/qnetd-pki.pem": 1,
+		"corosync-qnetd-certutil -i; id": 127, "corosync-qnetd-certutil -i && id": 1, "corosync-qnetd-certutil -i | cat": 0,
+		"corosync-qnetd-certutil -i $(id)": 1, "corosync-qnetd-certutil -i `id`": 1, "corosync-qnetd-certutil -i > /tmp/x": 1,
+		"QNETD_NSS_DB_DIR=/tmp/evil corosync-qnetd-certutil -i": 1, "env corosync-qnetd-certutil -i": 127,
+		"./corosync-qnetd-certutil -i": 127, "/tmp/corosync-qnetd-certutil -i": 127, "exit 0; id": 0, "exec sh -c 'id'": 127,
+		"corosync-qnetd-certutil -d /tmp/evil -i": 127, "corosync-qnetd-certutil -I /etc/shadow": 127,
+		"corosync-qnetd-certutil -s -c /etc/corosync/qnetd/nssdb/qnetd-pki.pem -n x": 127,
+		"corosync-qnetd-certutil -s -c ../../etc/shadow -n x":                        127, "corosync-qnetd-certutil -s -c /tmp/../etc/shadow -n x": 127,
+		"corosync-qnetd-certutil -s -c " + f.canary + " -n x": 127, "corosync-qnetd-tool -H": 127, "corosync-qnetd-tool -p /run/x.sock -s": 127,
+		"scp -r -f /etc": 127, "scp -f": 127, "scp -t -f /tmp": 127, "sftp": 127, "rsync --server . /tmp": 127, "pvecm apiver": 127,
+		"sudo -u nobody corosync-qnetd-tool -s": 1, "sudo -H /usr/bin/id": 127, "/usr/lib/openssh/sftp-server-evil": 127,
 	} {
 		r := f.c.ssh(f.ts, nil, cmd)
-		assert.Equal(t, ExitRefused, r.code, "%q: %s", cmd, r)
+		assert.Equal(t, want, r.code, "%q: %s", cmd, r)
 		f.noLeak(t, r.stdout, r.stderr)
 	}
 	require.NoDirExists(t, "/tmp/evil")
@@ -161,7 +165,9 @@ func TestSCPWriteOutsideTmp(t *testing.T) {
 	name := fmt.Sprintf("qnetd-pairing-test-%d", time.Now().UnixNano())
 	for _, legacy := range []bool{true, false} {
 		for _, dst := range []string{"/etc/", "/etc/" + name, "/etc/corosync/qnetd/nssdb/", "/etc/corosync/qnetd/nssdb/qnetd-cacert.crt",
-			"/etc/corosync/qnetd/nssdb/qnetd-pki.pem", "/", "/root/.ssh/authorized_keys", "/tmp/../etc/" + name, "/tmp/.hidden", "/tmp/sub/x"} {
+			"/etc/corosync/qnetd/nssdb/qnetd-pki.pem", "/", "/root/.ssh/authorized_keys", "/tmp/../etc/" + name, "/tmp/.hidden", "/tmp/sub/x",
+			"/etc/corosync/qnetd/nssdb/qdevice-net-node.crq.", "/etc/corosync/qnetd/nssdb/qdevice-net-node.crq.*.lan",
+			"/etc/corosync/qnetd/nssdb/qdevice-net-node.crq.a/b", "/etc/corosync/qnetd/nssdb/qdevice-net-node.crqX"} {
 			r := f.c.scp(f.ts, legacy, src, remote(dst))
 			assert.NotEqual(t, 0, r.code, "legacy=%v %s: %s", legacy, dst, r)
 		}
@@ -169,10 +175,10 @@ func TestSCPWriteOutsideTmp(t *testing.T) {
 	// The raw command, as a legacy scp client sends it.
 	r := f.c.ssh(f.ts, nil, "scp", "-t", "/etc")
 	require.Equal(t, 1, r.code, r.String())
-	require.Contains(t, r.stdout, "only /tmp is writable")
+	require.Contains(t, r.stdout, "only /tmp and /etc/corosync/qnetd/nssdb/qdevice-net-node.crq.CLUSTER are writable")
 	require.NoFileExists(t, "/etc/"+name)
 	require.Equal(t, before, f.snap(t), "nothing written")
-	f.ts.log.wait(t, "only /tmp is writable")
+	f.ts.log.wait(t, "only /tmp and /etc/corosync/qnetd/nssdb/qdevice-net-node.crq.CLUSTER are writable")
 }
 
 // TestSFTPTraversal: ../ and absolute paths outside the tree, with the

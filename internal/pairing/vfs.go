@@ -18,6 +18,7 @@ import (
 	"github.com/pkg/sftp"
 
 	"github.com/qnetd-addon/qnetd/internal/pki"
+	"github.com/qnetd-addon/qnetd/qnetd/certname"
 )
 
 // The virtual tree: a few directories, the public certificate files of
@@ -49,8 +50,8 @@ var virtualDirs = map[string][]string{
 }
 
 var (
-	errNotAllowed = fmt.Errorf("%w: the pairing endpoint serves only %s/qnetd-cacert.crt, %s/cluster-*.crt and %s", os.ErrPermission, NSSDBPath, NSSDBPath, TmpPath)
-	errReadOnly   = fmt.Errorf("%w: read-only: only %s is writable", os.ErrPermission, TmpPath)
+	errNotAllowed = fmt.Errorf("%w: the pairing endpoint serves only %s/qnetd-cacert.crt, %s/cluster-*.crt, %s/%sCLUSTER and %s", os.ErrPermission, NSSDBPath, NSSDBPath, NSSDBPath, CRQPrefix, TmpPath)
+	errReadOnly   = fmt.Errorf("%w: read-only: only %s and %s/%sCLUSTER are writable", os.ErrPermission, TmpPath, NSSDBPath, CRQPrefix)
 	errTooBig     = fmt.Errorf("file larger than %d bytes: not a certificate request", MaxUpload)
 	errTmpFull    = fmt.Errorf("%s holds %d files already; remove some", TmpPath, maxTmpFiles)
 )
@@ -88,6 +89,17 @@ func tmpName(name string) bool {
 	return true
 }
 
+// CRQPrefix is the name crmsh gives a cluster's certificate request when it
+// uploads it into the nssdb directory: CRQPrefix + cluster name.
+const CRQPrefix = "qdevice-net-node.crq."
+
+// crqName reports whether name is crmsh's upload name for a cluster's
+// certificate request. Such a file is stored with the /tmp uploads (the
+// same bounds apply) and shows in both directories.
+func crqName(name string) bool {
+	return strings.HasPrefix(name, CRQPrefix) && certname.Check(strings.TrimPrefix(name, CRQPrefix)) == nil && tmpName(name)
+}
+
 func validName(name string) bool {
 	return name != "" && name != "." && name != ".." && !strings.ContainsAny(name, "/\x00") && name[0] != '.'
 }
@@ -107,6 +119,8 @@ func (s *Server) resolve(p string) (vnode, error) {
 	switch {
 	case dir == NSSDBPath && certName(name):
 		return vnode{kind: vCert, vpath: vp, real: filepath.Join(s.pkiDir, name)}, nil
+	case dir == NSSDBPath && crqName(name):
+		return vnode{kind: vTmpFile, vpath: vp, real: filepath.Join(s.tmpDir, name)}, nil
 	case dir == TmpPath && tmpName(name):
 		return vnode{kind: vTmpFile, vpath: vp, real: filepath.Join(s.tmpDir, name)}, nil
 	}
@@ -223,6 +237,17 @@ func (s *Server) list(n vnode) ([]os.FileInfo, error) {
 		}
 		if fi, err := s.stat(vnode{kind: kind, vpath: path.Join(n.vpath, e.Name()), real: filepath.Join(realDir, e.Name())}); err == nil {
 			out = append(out, fi)
+		}
+	}
+	if n.vpath == NSSDBPath {
+		ups, _ := os.ReadDir(s.tmpDir)
+		for _, e := range ups {
+			if !crqName(e.Name()) {
+				continue
+			}
+			if fi, err := s.stat(vnode{kind: vTmpFile, vpath: path.Join(n.vpath, e.Name()), real: filepath.Join(s.tmpDir, e.Name())}); err == nil {
+				out = append(out, fi)
+			}
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name() < out[j].Name() })

@@ -9,7 +9,9 @@
 package statewatch
 
 import (
+	"cmp"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/qnetd-addon/qnetd/qnetd/engine"
@@ -158,16 +160,7 @@ func (w *Watcher) Settle(now time.Time) []Change {
 		}
 	}
 	slices.SortFunc(out, func(a, b Change) int {
-		if c := a.Since.Compare(b.Since); c != 0 {
-			return c
-		}
-		switch {
-		case a.Cluster < b.Cluster:
-			return -1
-		case a.Cluster > b.Cluster:
-			return 1
-		}
-		return 0
+		return cmp.Or(a.Since.Compare(b.Since), strings.Compare(a.Cluster, b.Cluster))
 	})
 	return out
 }

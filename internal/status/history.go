@@ -59,8 +59,11 @@ type Recorder struct {
 	bytes int      // the size of log's JSON array: its events, a comma each, and the brackets
 	// version counts changes of log; json is its JSON array as of
 	// jsonVersion (nil until asked for).
-	version     uint64
-	json        []byte
+	version uint64
+	json    []byte
+	// recorded counts the events recorded since the start (not those
+	// loaded from the history file): a HistoryFile saves when it grew.
+	recorded    uint64
 	jsonVersion uint64
 	since       map[nodeKey]sinceVote // connected nodes only: NodeLeft removes them
 	subs        map[chan struct{}]struct{}
@@ -93,6 +96,7 @@ func (r *Recorder) VoteSent(cluster string, nodeID uint32, v wire.Vote, reason s
 			word = "loses the vote"
 		}
 		r.add(Event{Time: now, Cluster: ShortName(cluster), Node: nodeID, Text: fmt.Sprintf("node %d %s (%s)", nodeID, word, reason)})
+		r.recorded++
 	}
 	r.mu.Unlock()
 	r.Notify()
@@ -126,6 +130,7 @@ func (r *Recorder) Decided(cluster string, d engine.Decision) {
 	}
 	if last != text {
 		r.add(Event{Time: r.now(), Cluster: name, Text: text})
+		r.recorded++
 	}
 	r.mu.Unlock()
 	r.Notify()
@@ -222,6 +227,43 @@ func (r *Recorder) HistoryJSON() ([]byte, uint64) {
 		r.json, r.jsonVersion = append(b, ']'), r.version
 	}
 	return r.json, r.version
+}
+
+// restore puts events from an earlier run (the history file) before the
+// ones recorded since, under the same bounds as recorded ones: names as
+// ShortName shows them, texts cut, the newest MaxHistoryEvents within
+// MaxHistoryBytes, and only those of the last keep. Events after now are
+// dropped too: they were written while the clock was wrong.
+func (r *Recorder) restore(events []Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.now()
+	all := make([]Event, 0, len(events)+len(r.log))
+	for _, e := range events {
+		if e.Time.After(now) || !e.Time.After(now.Add(-r.keep)) {
+			continue
+		}
+		e.Cluster = ShortName(e.Cluster)
+		all = append(all, e)
+	}
+	for _, rec := range r.log {
+		all = append(all, rec.ev)
+	}
+	sort.SliceStable(all, func(i, j int) bool { return all[i].Time.Before(all[j].Time) })
+	r.drop(len(r.log))
+	r.log = nil
+	for _, e := range all {
+		r.add(e)
+	}
+	r.expire(now)
+	r.version++
+}
+
+// recordedCount is how many events were recorded since the start.
+func (r *Recorder) recordedCount() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.recorded
 }
 
 // VoteSince is when the node's current ACK/NACK started (zero if unknown).

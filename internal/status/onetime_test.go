@@ -17,6 +17,9 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// phoneWidth is the width of a phone's screen in CSS pixels.
+const phoneWidth = 390
+
 // headless starts Debian's Chromium at phone size; the returned context
 // drives it for at most a minute.
 func headless(t *testing.T, ctx context.Context) context.Context {
@@ -44,6 +47,9 @@ func headless(t *testing.T, ctx context.Context) context.Context {
 	t.Cleanup(bcancel)
 	bctx, tcancel := context.WithTimeout(bctx, 60*time.Second)
 	t.Cleanup(tcancel)
+	// Chromium keeps its window at least 500 pixels wide: the phone's
+	// width is set as the page's viewport instead.
+	require.NoError(t, chromedp.Run(bctx, chromedp.EmulateViewport(phoneWidth, 844, chromedp.EmulateMobile)))
 	return bctx
 }
 

@@ -6,9 +6,12 @@ import (
 	"embed"
 	"encoding/json"
 	"fmt"
+	"io"
 	"io/fs"
 	"mime"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -52,8 +55,12 @@ type View struct {
 	Generated time.Time     `json:"generated"`
 	Server    ServerView    `json:"server"`
 	Clusters  []ClusterView `json:"clusters"`
-	History   []Event       `json:"history"`
-	Pairing   Pairing       `json:"pairing"`
+	// Gone is the clusters whose last node left in the last GoneFor,
+	// newest first, at most MaxGone; apart from Clusters, whose readers
+	// count the connected ones.
+	Gone    []ClusterView `json:"gone,omitempty"`
+	History []Event       `json:"history"`
+	Pairing Pairing       `json:"pairing"`
 }
 
 // ServerView is the qnetd side.
@@ -66,25 +73,50 @@ type ServerView struct {
 // ClusterView is one cluster.
 type ClusterView struct {
 	// Name is the cluster's name as ShortName shows it.
-	Name       string     `json:"name"`
-	Algorithm  string     `json:"algorithm"`
-	TieBreaker string     `json:"tie_breaker"`
-	KAP        bool       `json:"kap"`
-	HasVote    bool       `json:"has_vote"` // some node holds the qdevice vote
-	Nodes      []NodeView `json:"nodes"`
+	Name       string `json:"name"`
+	Algorithm  string `json:"algorithm"`
+	TieBreaker string `json:"tie_breaker"`
+	KAP        bool   `json:"kap"`
+	HasVote    bool   `json:"has_vote"` // some node holds the qdevice vote
+	// State is one of engine.States or StateGone; StateReason says why in
+	// words, StateTitle is the card's headline.
+	State       string     `json:"state"`
+	StateReason string     `json:"state_reason"`
+	StateTitle  string     `json:"state_title"`
+	Nodes       []NodeView `json:"nodes"`
+	// GoneSince is when the last node left, for a gone cluster.
+	GoneSince time.Time `json:"gone_since,omitzero"`
 }
+
+// A cluster whose last node left is shown as gone for a while: the
+// question "does my cluster have the vote?" has an answer then too.
+// Clients choose cluster names, so the list is bounded.
+const (
+	// GoneFor is how long a gone cluster is shown.
+	GoneFor = time.Hour
+	// MaxGone is the most gone clusters shown.
+	MaxGone = 10
+)
 
 // NodeView is one node as qnetd sees it.
 type NodeView struct {
-	ID         uint32    `json:"id"`
-	Address    string    `json:"address"`
-	TLS        string    `json:"tls"`
-	Ring       string    `json:"ring"`
-	Membership []uint32  `json:"membership"`
-	Config     []uint32  `json:"config"`
-	Heuristics string    `json:"heuristics"`
-	Vote       string    `json:"vote"`
-	VoteSince  time.Time `json:"vote_since,omitzero"`
+	ID uint32 `json:"id"`
+	// Address is the node's address as PlainAddr shows it.
+	Address string `json:"address"`
+	TLS     string `json:"tls"`
+	// Ring is the ring id as corosync-qnetd-tool shows it (hex node id
+	// and sequence); MembershipChange says the same in words.
+	Ring             string   `json:"ring"`
+	MembershipChange string   `json:"membership_change"`
+	Membership       []uint32 `json:"membership"`
+	Config           []uint32 `json:"config"`
+	Heuristics       string   `json:"heuristics"`
+	HeuristicsText   string   `json:"heuristics_text"`
+	// Vote is ACK, NACK, "waiting" or "none yet"; VoteText is "has the
+	// vote", "no vote" or "waiting".
+	Vote      string    `json:"vote"`
+	VoteText  string    `json:"vote_text"`
+	VoteSince time.Time `json:"vote_since,omitzero"`
 }
 
 func ids(refs []wire.NodeInfo) []uint32 {
@@ -107,15 +139,19 @@ func BuildView(s *engine.Status, addr string, rec *Recorder, p Pairing, now time
 // the Recorder as JSON.
 func buildView(s *engine.Status, addr string, rec *Recorder, p Pairing, now time.Time) View {
 	v := View{Generated: now, Pairing: p, Clusters: []ClusterView{},
-		Server: ServerView{Address: addr, TLS: s.TLS.String(), ConnectedClients: s.Clients}}
+		Server: ServerView{Address: PlainAddr(addr), TLS: tlsWords(s.TLS), ConnectedClients: s.Clients}}
 	if s.TLS != wire.TLSUnsupported && s.ClientCertRequired {
-		v.Server.TLS += " (client certificate required)"
+		v.Server.TLS += ", client certificate required"
 	}
 	for _, c := range s.Clusters {
-		cv := ClusterView{Name: ShortName(c.Name), Algorithm: c.Algorithm.String(), TieBreaker: c.TieBreaker.String(), KAP: c.KAP}
+		cv := ClusterView{Name: ShortName(c.Name), Algorithm: c.Algorithm.String(), TieBreaker: c.TieBreaker.String(), KAP: c.KAP,
+			State: string(c.State), StateReason: c.StateReason, Nodes: []NodeView{}}
+		var voting []uint32
 		for _, n := range c.Nodes {
-			nv := NodeView{ID: n.NodeID, Address: n.Addr, Ring: n.Ring.String(), Membership: ids(n.MembershipNodes),
-				Config: ids(n.ConfigNodes), Heuristics: n.Heuristics.String(), Vote: voteWord(n)}
+			nv := NodeView{ID: n.NodeID, Address: PlainAddr(n.Addr), Ring: n.Ring.String(), MembershipChange: membershipWords(n.Ring),
+				Membership: ids(n.MembershipNodes), Config: ids(n.ConfigNodes), Heuristics: n.Heuristics.String(),
+				HeuristicsText: heuristicsWords(n.Heuristics), Vote: voteWord(n)}
+			nv.VoteText = voteText(nv.Vote)
 			switch {
 			case n.CertVerified:
 				nv.TLS = "TLS, certificate verified"
@@ -129,9 +165,14 @@ func buildView(s *engine.Status, addr string, rec *Recorder, p Pairing, now time
 			}
 			if nv.Vote == "ACK" {
 				cv.HasVote = true
+				voting = append(voting, n.NodeID)
 			}
 			cv.Nodes = append(cv.Nodes, nv)
 		}
+		if len(c.Nodes) == 0 {
+			cv.State, cv.StateReason = StateGone, "no node of this cluster is connected to qnetd"
+		}
+		cv.StateTitle = stateTitle(cv.State, voting)
 		v.Clusters = append(v.Clusters, cv)
 	}
 	return v
@@ -161,7 +202,14 @@ type Config struct {
 	// card's button); nil when pairing is off.
 	RenewOneTime func() error
 	Now          func() time.Time
+	// AliveEvery is how often the event stream says that it is alive when
+	// nothing changed (default DefaultAliveEvery): the page counts its
+	// "updated ... ago" from the last event of either kind.
+	AliveEvery time.Duration
 }
+
+// DefaultAliveEvery is how often the event stream says it is alive.
+const DefaultAliveEvery = 5 * time.Second
 
 // Page serves the status page and keeps its view current.
 type Page struct {
@@ -171,6 +219,10 @@ type Page struct {
 	cmp  []byte // the view's JSON without the time it was generated and the history
 	hver uint64 // the history's version in cur
 	subs map[chan []byte]struct{}
+
+	gmu     sync.Mutex
+	present map[string]bool // the clusters of the last refresh, by shown name
+	gone    []ClusterView   // newest first
 }
 
 // New creates the page; Run keeps it current.
@@ -181,6 +233,9 @@ func New(cfg Config) *Page {
 	if cfg.Pairing == nil {
 		cfg.Pairing = func() Pairing { return Pairing{} }
 	}
+	if cfg.AliveEvery <= 0 {
+		cfg.AliveEvery = DefaultAliveEvery
+	}
 	return &Page{cfg: cfg, subs: map[chan []byte]struct{}{}}
 }
 
@@ -188,7 +243,40 @@ func New(cfg Config) *Page {
 type pageState struct {
 	Server   ServerView    `json:"server"`
 	Clusters []ClusterView `json:"clusters"`
+	Gone     []ClusterView `json:"gone,omitempty"`
 	Pairing  Pairing       `json:"pairing"`
+}
+
+// trackGone notes the clusters that left since the last refresh and
+// returns the gone ones to show.
+func (p *Page) trackGone(clusters []ClusterView, now time.Time) []ClusterView {
+	p.gmu.Lock()
+	defer p.gmu.Unlock()
+	present := make(map[string]bool, len(clusters))
+	for _, c := range clusters {
+		present[c.Name] = true
+	}
+	var left []ClusterView
+	for name := range p.present {
+		if !present[name] {
+			left = append(left, ClusterView{Name: name, State: StateGone, StateTitle: stateTitle(StateGone, nil),
+				StateReason: "no node of this cluster is connected to qnetd", Nodes: []NodeView{}, GoneSince: now})
+		}
+	}
+	p.present = present
+	if len(left) == 0 && len(p.gone) == 0 {
+		return nil
+	}
+	slices.SortFunc(left, func(a, b ClusterView) int { return strings.Compare(a.Name, b.Name) })
+	gone := make([]ClusterView, 0, len(left)+len(p.gone))
+	gone = append(gone, left...)
+	for _, g := range p.gone {
+		if !present[g.Name] && now.Sub(g.GoneSince) < GoneFor && !slices.ContainsFunc(left, func(c ClusterView) bool { return c.Name == g.Name }) {
+			gone = append(gone, g)
+		}
+	}
+	p.gone = gone[:min(len(gone), MaxGone)]
+	return p.gone
 }
 
 // Refresh reads the engine's status and pushes it to every listener if it
@@ -202,8 +290,9 @@ func (p *Page) Refresh(ctx context.Context) error {
 	// version and copied into the page, never marshalled again here.
 	hist, hver := p.cfg.Recorder.HistoryJSON()
 	v := buildView(st, p.cfg.Address, p.cfg.Recorder, p.cfg.Pairing(), p.cfg.Now())
+	v.Gone = p.trackGone(v.Clusters, v.Generated)
 	// Compare without the timestamp, so an unchanged state is not pushed.
-	cmp, err := json.Marshal(pageState{Server: v.Server, Clusters: v.Clusters, Pairing: v.Pairing})
+	cmp, err := json.Marshal(pageState{Server: v.Server, Clusters: v.Clusters, Gone: v.Gone, Pairing: v.Pairing})
 	if err != nil {
 		return fmt.Errorf("status page: %w", err)
 	}
@@ -316,7 +405,11 @@ func (p *Page) serveJSON(w http.ResponseWriter, r *http.Request) {
 }
 
 // serveEvents streams the view as server-sent events: the current one at
-// once, then every change.
+// once, then every change. Between changes an "alive" event every
+// AliveEvery tells the page that what it shows is still current; its data
+// is the interval in milliseconds, from which the page knows when a
+// missing one means the add-on does not answer. It also keeps proxies
+// such as the ingress from closing an idle stream.
 func (p *Page) serveEvents(w http.ResponseWriter, r *http.Request) {
 	fl, ok := w.(http.Flusher)
 	if !ok {
@@ -341,10 +434,18 @@ func (p *Page) serveEvents(w http.ResponseWriter, r *http.Request) {
 		fl.Flush()
 		return err == nil
 	}
-	if cur := p.current(r.Context()); cur != nil && !send(cur) {
+	alive := fmt.Sprintf("event: alive\ndata: %d\n\n", p.cfg.AliveEvery.Milliseconds())
+	sendAlive := func() bool {
+		_, err := io.WriteString(w, alive)
+		fl.Flush()
+		return err == nil
+	}
+	// The first alive event at once: the page learns the interval before
+	// it may have to tell that the add-on does not answer.
+	if cur := p.current(r.Context()); cur != nil && !send(cur) || !sendAlive() {
 		return
 	}
-	keepalive := time.NewTicker(15 * time.Second)
+	keepalive := time.NewTicker(p.cfg.AliveEvery)
 	defer keepalive.Stop()
 	for {
 		select {
@@ -355,10 +456,22 @@ func (p *Page) serveEvents(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		case <-keepalive.C:
-			if _, err := fmt.Fprint(w, ": keepalive\n\n"); err != nil {
+			if !sendAlive() {
 				return
 			}
-			fl.Flush()
 		}
 	}
+}
+
+// tlsWords is the server's TLS mode as the page says it.
+func tlsWords(t wire.TLSSupported) string {
+	switch t {
+	case wire.TLSUnsupported:
+		return "off"
+	case wire.TLSSupportedOn:
+		return "offered"
+	case wire.TLSRequired:
+		return "required"
+	}
+	return t.String()
 }

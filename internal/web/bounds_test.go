@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
@@ -66,4 +68,26 @@ func TestMetricsSurviveClientChosenNames(t *testing.T) {
 		require.LessOrEqual(t, len(l), status.MaxNameBytes, l)
 	}
 	require.Contains(t, body, "qnetd_clusters_unlabelled 1\n", "the name that reads like another's shortened one")
+}
+
+// TestScrapesShareAStatusCopy: scrapes in a loop ask the engine for its
+// status at most once a second; a later scrape sees a new copy.
+func TestScrapesShareAStatusCopy(t *testing.T) {
+	calls := 0
+	w := New(Config{Status: func(context.Context) (*engine.Status, error) { calls++; return &engine.Status{}, nil }, Log: zerolog.Nop()})
+	now := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	w.metrics.now = func() time.Time { return now }
+	h := w.ScrapeHandler("")
+	get := func() {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+		require.Equal(t, http.StatusOK, rec.Code)
+	}
+	for i := 0; i < 50; i++ {
+		get()
+	}
+	require.Equal(t, 1, calls)
+	now = now.Add(statusEvery)
+	get()
+	require.Equal(t, 2, calls)
 }

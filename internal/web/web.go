@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -187,6 +189,68 @@ type Metrics struct {
 	nackTimeouts  *prometheus.Desc
 	certRefused   *prometheus.Desc
 	serverErrors  *prometheus.Desc
+	state         *prometheus.Desc
+	hasVote       *prometheus.Desc
+	nodeVote      *prometheus.Desc
+	tlsMode       *prometheus.Desc
+	tlsClients    *prometheus.Desc
+	certExpiry    *prometheus.Desc
+	// certs: the end of validity of the CA's and the server's certificate
+	// (SetCertificates); verifiedOnly: label only clusters whose nodes all
+	// showed a verified certificate (SetLabelVerifiedOnly).
+	mu           sync.Mutex
+	certs        map[string]time.Time
+	verifiedOnly bool
+	// last is the latest status copy and when it was taken: scrapes in a
+	// loop (the metrics port is open to the LAN) share one copy a second
+	// instead of each stopping the engine for one.
+	last   *engine.Status
+	lastAt time.Time
+	now    func() time.Time
+}
+
+// statusEvery is how old a status copy a scrape may get.
+const statusEvery = time.Second
+
+// statusCopy is the engine's status, at most statusEvery old.
+func (m *Metrics) statusCopy() (*engine.Status, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := time.Now()
+	if m.now != nil {
+		now = m.now()
+	}
+	if m.last != nil && now.Sub(m.lastAt) < statusEvery && !now.Before(m.lastAt) {
+		return m.last, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	st, err := m.status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	m.last, m.lastAt = st, now
+	return st, nil
+}
+
+// maxNodeSeries bounds the per-node series of one cluster.
+const maxNodeSeries = 64
+
+// SetCertificates gives the certificates' ends of validity, by name
+// ("ca", "server").
+func (m *Metrics) SetCertificates(notAfter map[string]time.Time) {
+	m.mu.Lock()
+	m.certs = notAfter
+	m.mu.Unlock()
+}
+
+// SetLabelVerifiedOnly: with TLS, only clusters whose every node showed a
+// certificate for the cluster get series of their own, so that a client
+// without a paired certificate cannot put label values into the scrape.
+func (m *Metrics) SetLabelVerifiedOnly(on bool) {
+	m.mu.Lock()
+	m.verifiedOnly = on
+	m.mu.Unlock()
 }
 
 func newMetrics(status func(context.Context) (*engine.Status, error)) *Metrics {
@@ -210,6 +274,18 @@ func newMetrics(status func(context.Context) (*engine.Status, error)) *Metrics {
 		nackTimeouts: prometheus.NewDesc("qnetd_nack_timeouts_total", "Nodes dropped for not acknowledging a NACK.", nil, nil),
 		certRefused:  prometheus.NewDesc("qnetd_client_certificates_refused_total", "Clients whose certificate did not name their cluster.", nil, nil),
 		serverErrors: prometheus.NewDesc("qnetd_server_errors_total", "SERVER_ERROR replies sent.", nil, nil),
+		state: prometheus.NewDesc("qnetd_cluster_state", "The cluster's state (DOCS.md, Cluster states): 1 for the current one.",
+			[]string{"cluster", "state"}, nil),
+		hasVote: prometheus.NewDesc("qnetd_cluster_has_vote", "1 while a partition of the cluster holds the qdevice vote.",
+			[]string{"cluster"}, nil),
+		nodeVote: prometheus.NewDesc("qnetd_node_vote", "1 while the node holds the qdevice vote (its last answer was ACK).",
+			[]string{"cluster", "node_id"}, nil),
+		tlsMode: prometheus.NewDesc("qnetd_tls_mode", "The server's TLS mode (off, on, required): 1 for the current one.",
+			[]string{"mode"}, nil),
+		tlsClients: prometheus.NewDesc("qnetd_tls_clients", "Initialised clients by TLS: verified (a certificate for their cluster), tls (no certificate checked), plain.",
+			[]string{"tls"}, nil),
+		certExpiry: prometheus.NewDesc("qnetd_certificate_expiry_seconds", "End of validity of the add-on's certificates, in seconds since 1970.",
+			[]string{"certificate"}, nil),
 	}
 }
 
@@ -232,7 +308,8 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.tlsHandshakes.Describe(ch)
 	m.dpdTimeouts.Describe(ch)
 	m.badMessages.Describe(ch)
-	for _, d := range []*prometheus.Desc{m.buildInfo, m.clients, m.clusters, m.unlabelled, m.nodes, m.votes, m.decisions, m.nackTimeouts, m.certRefused, m.serverErrors} {
+	for _, d := range []*prometheus.Desc{m.buildInfo, m.clients, m.clusters, m.unlabelled, m.nodes, m.votes, m.decisions, m.nackTimeouts, m.certRefused, m.serverErrors,
+		m.state, m.hasVote, m.nodeVote, m.tlsMode, m.tlsClients, m.certExpiry} {
 		ch <- d
 	}
 }
@@ -242,9 +319,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	m.dpdTimeouts.Collect(ch)
 	m.badMessages.Collect(ch)
 	ch <- prometheus.MustNewConstMetric(m.buildInfo, prometheus.GaugeValue, 1, version.AddOn, version.Core)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	st, err := m.status(ctx)
+	st, err := m.statusCopy()
 	if err != nil {
 		return // the health check reports a stuck engine; metrics stay partial
 	}
@@ -254,27 +329,47 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	// may be 65 kB long or not UTF-8, which the exposition format refuses.
 	// Two names can look alike once shortened; a repeated label set would
 	// fail the whole scrape, so the second one is left out.
+	m.mu.Lock()
+	verifiedOnly, certs := m.verifiedOnly, m.certs
+	m.mu.Unlock()
+	for name, t := range certs {
+		ch <- prometheus.MustNewConstMetric(m.certExpiry, prometheus.GaugeValue, float64(t.Unix()), name)
+	}
+	for _, mode := range []wire.TLSSupported{wire.TLSUnsupported, wire.TLSSupportedOn, wire.TLSRequired} {
+		v := 0.0
+		if st.TLS == mode {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(m.tlsMode, prometheus.GaugeValue, v, tlsModeName(mode))
+	}
+	byTLS := map[string]int{"verified": 0, "tls": 0, "plain": 0}
 	labelled := make(map[string]bool, min(len(st.Clusters), MaxLabelledClusters))
 	unlabelled := 0
-	for _, cl := range st.Clusters {
+	for i := range st.Clusters {
+		cl := &st.Clusters[i]
+		verified := true
+		for _, n := range cl.Nodes {
+			switch {
+			case n.CertVerified:
+				byTLS["verified"]++
+			case n.TLSActive:
+				byTLS["tls"]++
+				verified = false
+			default:
+				byTLS["plain"]++
+				verified = false
+			}
+		}
 		name := status.ShortName(cl.Name)
-		if len(labelled) >= MaxLabelledClusters || labelled[name] {
+		if len(labelled) >= MaxLabelledClusters || labelled[name] || (verifiedOnly && !verified) {
 			unlabelled++
 			continue
 		}
 		labelled[name] = true
-		ack, nack := 0, 0
-		for _, n := range cl.Nodes {
-			switch n.LastSentAckNack {
-			case wire.VoteACK:
-				ack++
-			case wire.VoteNACK:
-				nack++
-			}
-		}
-		ch <- prometheus.MustNewConstMetric(m.nodes, prometheus.GaugeValue, float64(len(cl.Nodes)), name, cl.Algorithm.String())
-		ch <- prometheus.MustNewConstMetric(m.votes, prometheus.GaugeValue, float64(ack), name, "ACK")
-		ch <- prometheus.MustNewConstMetric(m.votes, prometheus.GaugeValue, float64(nack), name, "NACK")
+		m.collectCluster(ch, name, cl)
+	}
+	for k, v := range byTLS {
+		ch <- prometheus.MustNewConstMetric(m.tlsClients, prometheus.GaugeValue, float64(v), k)
 	}
 	ch <- prometheus.MustNewConstMetric(m.unlabelled, prometheus.GaugeValue, float64(unlabelled))
 	stats := st.Stats
@@ -282,4 +377,51 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(m.nackTimeouts, prometheus.CounterValue, float64(stats.NackTimeouts))
 	ch <- prometheus.MustNewConstMetric(m.certRefused, prometheus.CounterValue, float64(stats.CertRejected))
 	ch <- prometheus.MustNewConstMetric(m.serverErrors, prometheus.CounterValue, float64(stats.ServerErrors))
+}
+
+// collectCluster sends one labelled cluster's series.
+func (m *Metrics) collectCluster(ch chan<- prometheus.Metric, name string, cl *engine.ClusterStatus) {
+	ack, nack, holders := 0, 0, 0
+	for i := range cl.Nodes {
+		n := &cl.Nodes[i]
+		switch n.LastSentAckNack {
+		case wire.VoteACK:
+			ack++
+		case wire.VoteNACK:
+			nack++
+		}
+		v := 0.0
+		if n.HoldsVote() {
+			v = 1
+			holders++
+		}
+		if i < maxNodeSeries {
+			ch <- prometheus.MustNewConstMetric(m.nodeVote, prometheus.GaugeValue, v, name, strconv.FormatUint(uint64(n.NodeID), 10))
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(m.nodes, prometheus.GaugeValue, float64(len(cl.Nodes)), name, cl.Algorithm.String())
+	ch <- prometheus.MustNewConstMetric(m.votes, prometheus.GaugeValue, float64(ack), name, "ACK")
+	ch <- prometheus.MustNewConstMetric(m.votes, prometheus.GaugeValue, float64(nack), name, "NACK")
+	has := 0.0
+	if holders > 0 {
+		has = 1
+	}
+	ch <- prometheus.MustNewConstMetric(m.hasVote, prometheus.GaugeValue, has, name)
+	for _, s := range engine.States() {
+		v := 0.0
+		if cl.State == s {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(m.state, prometheus.GaugeValue, v, name, string(s))
+	}
+}
+
+func tlsModeName(t wire.TLSSupported) string {
+	switch t {
+	case wire.TLSUnsupported:
+		return "off"
+	case wire.TLSSupportedOn:
+		return "on"
+	}
+	return "required"
 }

@@ -56,6 +56,9 @@ func (t *EngineTransport) Open(n *client.Node) error {
 	return nil
 }
 
+// VoteOf is n's vote; the engine runs in the caller's goroutine.
+func (t *EngineTransport) VoteOf(n *client.Node) (client.Vote, bool) { return n.Vote(), t.Connected(n) }
+
 func (t *EngineTransport) Connected(n *client.Node) bool {
 	id, ok := t.ids[n]
 	return ok && t.nodes[id] == n

@@ -165,6 +165,9 @@ type Transport interface {
 	Close(n *client.Node)
 	// Connected reports whether n's connection is open.
 	Connected(n *client.Node) bool
+	// VoteOf is n's vote and whether it is connected, read together (a
+	// transport's reader may be changing both).
+	VoteOf(n *client.Node) (client.Vote, bool)
 	// Settle lets pending messages and short timers run out. want is the
 	// expected rendering of the votes (a hint for black-box transports,
 	// which wait for it with a deadline); render renders the current state.
@@ -287,9 +290,9 @@ func (r *Runner) renderVotes() string {
 		}
 		parts := make([]string, 0, len(cd.ids))
 		for _, id := range cd.ids {
-			n := cd.nodes[id]
-			v := n.Vote().String()
-			if !r.T.Connected(n) {
+			vote, connected := r.T.VoteOf(cd.nodes[id])
+			v := vote.String()
+			if !connected {
 				v = "off"
 			}
 			parts = append(parts, fmt.Sprintf("%d=%s", id, v))

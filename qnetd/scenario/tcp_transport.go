@@ -136,6 +136,14 @@ func (t *TCPTransport) Connected(n *client.Node) bool {
 	return tn != nil && !tn.closed
 }
 
+// VoteOf reads n's vote under the lock its reader changes it under.
+func (t *TCPTransport) VoteOf(n *client.Node) (client.Vote, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	tn := t.nodes[n]
+	return n.Vote(), tn != nil && !tn.closed
+}
+
 func (t *TCPTransport) Close(n *client.Node) {
 	t.mu.Lock()
 	tn := t.nodes[n]

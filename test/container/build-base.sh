@@ -227,7 +227,9 @@ EOF
 
 # ---------------------------------------------------------------- Go builder stand-in
 # the Go image's recipe also names the Go it copies
-go_recipe() { echo "$RECIPE-$(go env GOVERSION 2>/dev/null)"; }
+# The module proxy inside is a copy of this machine's module cache: a new
+# dependency in the project's go.sum needs a new copy.
+go_recipe() { echo "$RECIPE-$(go env GOVERSION 2>/dev/null)-$(sha256sum "$HERE/../../go.sum" 2>/dev/null | cut -c1-16)"; }
 
 build_go_image() {
   local goroot

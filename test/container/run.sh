@@ -23,6 +23,8 @@
 #      peers  realpeer.sh: real corosync + corosync-qdevice nodes pair over
 #             pvecm's SSH steps, vote through a split, and keep working over
 #             a restart that keeps the CA, host keys and installed keys;
+#      crmsh  crmsh.sh: crmsh's own qdevice steps pair a new container over
+#             SSH (sandboxed shell), real nodes vote through a split;
 #      stop   docker stop exits 0 within config.yaml's timeout.
 #
 # Output: $TEST_OUT/container (default .test-out/container): verdicts.txt,
@@ -239,6 +241,17 @@ state=$(jq -r '.pairing.one_time.state + " by " + (.pairing.one_time.used_by // 
 ct_check "peers: pvecm's key used up the one-time password; the card says so after the restart ($state)" \
     bash -c "[[ '$state' == 'used by SHA256:'* ]] && ! grep -qF -- '${otp:-none}' '$CT_OUT/status-after-pairing.json'"
 echo "realpeer: $((SECONDS - t)) s" >>"$CT_OUT/timings.txt"
+
+# ------------------------------------------------------------------ crmsh
+step "crmsh: SUSE's qdevice steps against a new container, then real nodes"
+t=$SECONDS
+set +e
+bash "$HERE/crmsh.sh" 2>&1 | tee "$CT_OUT/crmsh.txt"
+rc=${PIPESTATUS[0]}
+set -e
+sed -n 's/^\(PASS\|FAIL\) \[tls=[a-z]* *\] */\1 crmsh: /p' "$CT_OUT/crmsh.txt" >>"$CT_OUT/verdicts.txt"
+ct_check "crmsh: crmsh.sh passed every scenario (exit $rc)" test "$rc" = 0
+echo "crmsh: $((SECONDS - t)) s" >>"$CT_OUT/timings.txt"
 
 # ------------------------------------------------------------------ stop
 step "stop"

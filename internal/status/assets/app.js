@@ -3,46 +3,82 @@
 // URL is relative: Home Assistant's ingress serves this page under its own path.
 const $ = (id) => document.getElementById(id);
 const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
-const ago = (t) => {
-  if (!t) return "";
-  const s = Math.max(0, Math.round((Date.now() - new Date(t).getTime()) / 1000));
-  if (s < 60) return s + " s ago";
-  if (s < 3600) return Math.round(s / 60) + " min ago";
-  return Math.round(s / 3600) + " h ago";
+// dur is a number of seconds in words: "5 s", "3 min", "2 h".
+const dur = (s) => s < 60 ? s + " s" : s < 3600 ? Math.floor(s / 60) + " min" : Math.floor(s / 3600) + " h";
+const secondsSince = (t) => Math.max(0, Math.floor((Date.now() - new Date(t).getTime()) / 1000));
+const ago = (t) => t ? dur(secondsSince(t)) + " ago" : "";
+// since is a time that the once-a-second tick keeps current ("for 5 min").
+const since = (t) => `<span class="since" data-t="${esc(t)}">for ${esc(dur(secondsSince(t)))}</span>`;
+const voteBadge = (n) => {
+  const cls = n.vote === "ACK" ? "ok" : n.vote === "NACK" ? "bad" : "wait";
+  return `<span class="badge ${cls}">${esc(n.vote_text || n.vote)}</span>`;
 };
-const voteBadge = (v) => {
-  const cls = v === "ACK" ? "ok" : v === "NACK" ? "bad" : "wait";
-  const word = v === "ACK" ? "has the vote" : v === "NACK" ? "no vote" : v;
-  return `<span class="badge ${cls}">${esc(word)}</span>`;
-};
+// stateWord is the state in the badge: the engine's word, without "_".
+const stateWord = (s) => String(s || "unknown").replace(/_/g, " ");
+const nodeList = (ids) => ids.length ? (ids.length === 1 ? "node " : "nodes ") + ids.join(", ") : "none";
 
-function render(st) {
-  $("server").textContent = `listening on ${st.server.address} · TLS ${st.server.tls} · ${st.server.connected_clients} connection(s)`;
-  $("generated").textContent = "updated " + new Date(st.generated).toLocaleTimeString();
-  const clusters = st.clusters.map((c) => {
-    const nodes = c.nodes.map((n) => `
+function renderNode(n) {
+  return `
       <div class="node">
-        <div class="head"><span>Node ${n.id}</span>${voteBadge(n.vote)}</div>
+        <div class="head"><span>Node ${n.id}</span>${voteBadge(n)}</div>
         <dl>
           <dt>address</dt><dd>${esc(n.address)}</dd>
           <dt>connection</dt><dd>${esc(n.tls)}</dd>
-          <dt>ring</dt><dd>${esc(n.ring)}</dd>
-          <dt>sees</dt><dd>${n.membership.length ? "nodes " + n.membership.join(", ") : "—"}</dd>
-          <dt>heuristics</dt><dd>${esc(n.heuristics)}</dd>
-          <dt>vote since</dt><dd>${n.vote_since ? ago(n.vote_since) : "—"}</dd>
+          <dt>sees</dt><dd>${esc(nodeList(n.membership))}</dd>
+          ${n.vote_since ? `<dt>${n.vote === "ACK" ? "has had the vote" : "without the vote"}</dt><dd>${since(n.vote_since)}</dd>` : ""}
         </dl>
-      </div>`).join("");
-    const state = c.has_vote ? `<span class="badge ok">quorate with the qdevice vote</span>` : `<span class="badge bad">nobody has the vote</span>`;
-    return `<article class="card"><h2>${esc(c.name)} ${state}</h2>
-      <div class="muted">${esc(c.algorithm)}${c.kap ? " (KAP tie-breaker)" : ""} · tie-breaker: ${esc(c.tie_breaker)}</div>
-      <div class="nodes">${nodes}</div></article>`;
-  }).join("");
-  $("clusters").innerHTML = clusters || `<article class="card">No cluster is connected yet.</article>`;
+        <details><summary>details</summary><dl>
+          <dt>membership</dt><dd>${esc(n.membership_change || n.ring)} (ring id ${esc(n.ring)})</dd>
+          <dt>configured</dt><dd>${esc(nodeList(n.config))}</dd>
+          <dt>heuristics</dt><dd>${esc(n.heuristics_text || n.heuristics)}</dd>
+        </dl></details>
+      </div>`;
+}
+
+function renderCluster(c) {
+  const state = /^[a-z_]+$/.test(c.state || "") ? c.state : "unknown";
+  return `<article class="card cluster state-${state}" data-state="${state}">
+      <h2><span class="name">${esc(c.name)}</span> <span class="badge state">${esc(stateWord(state))}</span></h2>
+      <p class="state-title">${esc(c.state_title || stateWord(state))}</p>
+      <p class="reason muted">${esc(c.state_reason || "")}${c.gone_since ? ", " + since(c.gone_since) : ""}</p>
+      <div class="nodes">${c.nodes.map(renderNode).join("")}</div>
+      <details><summary>how qnetd decides for this cluster</summary>
+        <p class="muted">${esc(c.algorithm)}${c.kap ? " (keeps the active partition on a tie)" : ""} · tie-breaker: ${esc(c.tie_breaker)}</p>
+      </details></article>`;
+}
+
+function render(st) {
+  fresh();
+  $("server").textContent = `listening on ${st.server.address} · TLS ${st.server.tls} · ${st.server.connected_clients} connection(s)`;
+  // Rebuilding the cards would close a <details> the user opened: only a
+  // change replaces them.
+  const gone = st.gone || [];
+  const clusters = (st.clusters.length ? "" : `<article class="card">No cluster is connected${gone.length ? "" : " yet"}.</article>`) +
+    st.clusters.concat(gone).map(renderCluster).join("");
+  if (clusters !== shown.clusters) $("clusters").innerHTML = shown.clusters = clusters;
   $("history").innerHTML = st.history.slice().reverse().map((e) =>
     `<li><time datetime="${esc(e.time)}">${new Date(e.time).toLocaleTimeString()}</time><strong>${esc(e.cluster)}</strong>: ${esc(e.text)}</li>`
   ).join("") || `<li class="muted">Nothing was decided in the last hour.</li>`;
   renderPairing(st.pairing);
 }
+const shown = { clusters: null };
+
+// The footer says how long ago the page last heard from the add-on (a
+// status or an "alive" event, the latter every aliveMs), and when that is
+// longer than two intervals, that the add-on does not answer.
+let lastHeard = 0, aliveMs = 5000;
+function fresh() { lastHeard = Date.now(); tick(); }
+function tick() {
+  const el = $("generated");
+  for (const s of document.querySelectorAll(".since")) s.textContent = "for " + dur(secondsSince(s.dataset.t));
+  if (!lastHeard) { el.textContent = "waiting for the add-on…"; return; }
+  const s = Math.floor((Date.now() - lastHeard) / 1000);
+  const stale = Date.now() - lastHeard > 2 * aliveMs + 1000;
+  document.body.classList.toggle("stale", stale);
+  $("live").classList.toggle("off", stale);
+  el.textContent = stale ? `not updated for ${dur(s)}: the add-on does not answer` : `updated ${dur(s)} ago`;
+}
+setInterval(tick, 1000);
 
 // oneTimeCard is the pairing card's password part: the one-time password
 // while it is valid, else what happened to it, and the button for a new one.
@@ -99,8 +135,26 @@ async function start() {
     const r = await fetch("api/status", { cache: "no-store" });
     if (r.ok) render(await r.json());
   } catch (e) { /* the event stream below retries */ }
+  tick();
+  connect();
+}
+
+// connect follows the event stream. EventSource reconnects by itself
+// after a dropped connection, but gives up for good when an answer is
+// not a stream (the ingress answers 502 while the add-on restarts): then
+// a new one is made after a pause.
+function connect() {
   const es = new EventSource("api/events");
-  es.addEventListener("status", (ev) => { $("live").classList.remove("off"); render(JSON.parse(ev.data)); });
-  es.onerror = () => $("live").classList.add("off");
+  es.addEventListener("status", (ev) => render(JSON.parse(ev.data)));
+  es.addEventListener("alive", (ev) => {
+    const ms = Number(ev.data);
+    if (ms > 0) aliveMs = ms;
+    fresh();
+  });
+  es.onerror = () => {
+    if (es.readyState !== EventSource.CLOSED) return;
+    es.close();
+    setTimeout(connect, Math.min(aliveMs, 5000));
+  };
 }
 start();
