@@ -320,22 +320,19 @@ func (d *Daemon) startPairing() error {
 	}
 	// The port first: when it is taken, pairing stays off and nothing
 	// else of it was made.
-	ln := pc.Listener
-	if ln == nil {
-		var err error
-		if ln, err = net.Listen("tcp", ":"+strconv.Itoa(pc.Port)); err != nil {
-			if !errors.Is(err, syscall.EADDRINUSE) {
-				return fmt.Errorf("pairing endpoint on port %d (option pairing_port): %w", pc.Port, err)
-			}
-			// The vote matters more than pairing: qnetd runs on, and the
-			// log and the status page say what to do.
-			d.pairingProblem = fmt.Sprintf("The pairing port %d is taken, most likely by an SSH add-on, so pairing is off. "+
-				"Set the option pairing_port to a free port (for example 2222), restart this add-on, and add the "+
-				"~/.ssh/config stanza it then shows to the Proxmox node before running pvecm qdevice setup.", pc.Port)
-			d.log.Error().Int("pairing_port", pc.Port).Err(err).
-				Msg("pairing is off: its port is taken (an SSH add-on?); set pairing_port to a free port such as 2222 and restart; the status page shows the next steps")
-			return nil
-		}
+	ln, taken, err := bindEndpoint(pc.Listener, pc.Port, "pairing endpoint", "pairing_port")
+	if err != nil {
+		return err
+	}
+	if taken != nil {
+		// The vote matters more than pairing: qnetd runs on, and the
+		// log and the status page say what to do.
+		d.pairingProblem = fmt.Sprintf("The pairing port %d is taken, most likely by an SSH add-on, so pairing is off. "+
+			"Set the option pairing_port to a free port (for example 2222), restart this add-on, and add the "+
+			"~/.ssh/config stanza it then shows to the Proxmox node before running pvecm qdevice setup.", pc.Port)
+		d.log.Error().Int("pairing_port", pc.Port).Err(taken).
+			Msg("pairing is off: its port is taken (an SSH add-on?); set pairing_port to a free port such as 2222 and restart; the status page shows the next steps")
+		return nil
 	}
 	d.undo = append(d.undo, func() { ln.Close() })
 	ec := pc.Endpoint
@@ -358,6 +355,23 @@ func (d *Daemon) startPairing() error {
 	d.pair, d.pln = pair, ln
 	d.undo = append(d.undo, func() { pair.Close() })
 	return nil
+}
+
+// bindEndpoint binds an optional endpoint's port, unless given is already
+// bound. taken is set when another program holds the port: the endpoint
+// stays off and qnetd runs on; err is any other failure.
+func bindEndpoint(given net.Listener, port int, what, option string) (ln net.Listener, taken, err error) {
+	if given != nil {
+		return given, nil, nil
+	}
+	ln, err = net.Listen("tcp", ":"+strconv.Itoa(port))
+	switch {
+	case err == nil:
+		return ln, nil, nil
+	case errors.Is(err, syscall.EADDRINUSE):
+		return nil, err, nil
+	}
+	return nil, nil, fmt.Errorf("%s on port %d (option %s): %w", what, port, option, err)
 }
 
 // passwordGate is the password check the pairing and pcsd endpoints
@@ -384,18 +398,15 @@ func (d *Daemon) startPcsd(authority *pki.Authority) error {
 	if pc == nil {
 		return nil
 	}
-	ln := pc.Listener
-	if ln == nil {
-		var err error
-		if ln, err = net.Listen("tcp", ":"+strconv.Itoa(pc.Port)); err != nil {
-			if !errors.Is(err, syscall.EADDRINUSE) {
-				return fmt.Errorf("pcsd endpoint on port %d (option pcs_port): %w", pc.Port, err)
-			}
-			// As for pairing: the vote matters more; the log says what to do.
-			d.log.Error().Int("pcs_port", pc.Port).Err(err).
-				Msg("the pcsd endpoint for pcs is off: its port is taken; free it or set pcs_port to a free port (then pcs host auth needs addr=IP:PORT) and restart")
-			return nil
-		}
+	ln, taken, err := bindEndpoint(pc.Listener, pc.Port, "pcsd endpoint", "pcs_port")
+	if err != nil {
+		return err
+	}
+	if taken != nil {
+		// As for pairing: the vote matters more; the log says what to do.
+		d.log.Error().Int("pcs_port", pc.Port).Err(taken).
+			Msg("the pcsd endpoint for pcs is off: its port is taken; free it or set pcs_port to a free port (then pcs host auth needs addr=IP:PORT) and restart")
+		return nil
 	}
 	d.undo = append(d.undo, func() { ln.Close() })
 	if authority == nil {
