@@ -273,3 +273,16 @@ func TestRewriteKeepsTheOwner(t *testing.T) {
 	st := fi.Sys().(*syscall.Stat_t)
 	require.Equal(t, [2]uint32{4321, 4322}, [2]uint32{st.Uid, st.Gid})
 }
+
+// TestClaimNames pins the words a claim is logged with.
+func TestClaimNames(t *testing.T) {
+	for c, want := range map[Claim]string{
+		ClaimSame:   "same owner",
+		ClaimNew:    "new",
+		ClaimLegacy: "claimed, signed before owners were recorded",
+		Claim(0):    "Claim(0)",
+		Claim(4):    "Claim(4)",
+	} {
+		require.Equal(t, want, c.String())
+	}
+}
