@@ -64,31 +64,21 @@ type ownersDoc struct {
 
 const ownersAbout = "Which pairing identity owns each cluster name; see DOCS.md, \"Who may sign a cluster name\"."
 
+//go:generate go run golang.org/x/tools/cmd/stringer@v0.45.0 -linecomment -type=Claim
+
 // Claim says how SignFor came to sign for a name.
 type Claim int
 
 const (
 	// ClaimSame: the name was the identity's already.
-	ClaimSame Claim = iota + 1
+	ClaimSame Claim = iota + 1 // same owner
 	// ClaimNew: the name had never been signed; it is the identity's now.
-	ClaimNew
+	ClaimNew // new
 	// ClaimLegacy: the name was signed before owners were recorded (a
 	// cluster-NAME.crt without a record); the first identity that signs it
 	// again owns it now.
-	ClaimLegacy
+	ClaimLegacy // claimed, signed before owners were recorded
 )
-
-func (c Claim) String() string {
-	switch c {
-	case ClaimSame:
-		return "same owner"
-	case ClaimNew:
-		return "new"
-	case ClaimLegacy:
-		return "claimed, signed before owners were recorded"
-	}
-	return fmt.Sprintf("Claim(%d)", int(c))
-}
 
 // SignResult is what SignFor did.
 type SignResult struct {

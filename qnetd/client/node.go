@@ -11,28 +11,20 @@ import (
 	"github.com/qnetd-addon/qnetd/qnetd/wire"
 )
 
+//go:generate go run golang.org/x/tools/cmd/stringer@v0.45.0 -linecomment -type=Vote
+
 // Vote is what a node currently tells votequorum.
 type Vote uint8
 
 const (
 	// NoVote: the node does not cast the qdevice vote (after ASK_LATER or
 	// WAIT_FOR_REPLY, or before any answer).
-	NoVote Vote = iota
+	NoVote Vote = iota // -
 	// Ack: the node casts the qdevice vote.
-	Ack
+	Ack // ACK
 	// Nack: the node tells votequorum "no".
-	Nack
+	Nack // NACK
 )
-
-func (v Vote) String() string {
-	switch v {
-	case Ack:
-		return "ACK"
-	case Nack:
-		return "NACK"
-	}
-	return "-"
-}
 
 // Settings is a node's quorum.device.net configuration.
 type Settings struct {

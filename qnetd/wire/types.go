@@ -5,6 +5,8 @@
 // bytes never panics.
 package wire
 
+//go:generate go run golang.org/x/tools/cmd/stringer@v0.45.0 -linecomment -type=MsgType,TLSSupported,ErrorCode,Algorithm,NodeListType,Vote,Heuristics -output=types_string.go
+
 import "fmt"
 
 // HeaderSize is the size of the fixed message header.
@@ -21,33 +23,26 @@ const (
 type MsgType uint16
 
 const (
-	MsgPreinit               MsgType = 0
-	MsgPreinitReply          MsgType = 1
-	MsgStartTLS              MsgType = 2
-	MsgInit                  MsgType = 3
-	MsgInitReply             MsgType = 4
-	MsgServerError           MsgType = 5
-	MsgSetOption             MsgType = 6
-	MsgSetOptionReply        MsgType = 7
-	MsgEchoRequest           MsgType = 8
-	MsgEchoReply             MsgType = 9
-	MsgNodeList              MsgType = 10
-	MsgNodeListReply         MsgType = 11
-	MsgAskForVote            MsgType = 12
-	MsgAskForVoteReply       MsgType = 13
-	MsgVoteInfo              MsgType = 14
-	MsgVoteInfoReply         MsgType = 15
-	MsgHeuristicsChange      MsgType = 16
-	MsgHeuristicsChangeReply MsgType = 17
+	MsgPreinit               MsgType = 0  // Preinit
+	MsgPreinitReply          MsgType = 1  // Preinit reply
+	MsgStartTLS              MsgType = 2  // StartTLS
+	MsgInit                  MsgType = 3  // Init
+	MsgInitReply             MsgType = 4  // Init reply
+	MsgServerError           MsgType = 5  // Server error
+	MsgSetOption             MsgType = 6  // Set option
+	MsgSetOptionReply        MsgType = 7  // Set option reply
+	MsgEchoRequest           MsgType = 8  // Echo request
+	MsgEchoReply             MsgType = 9  // Echo reply
+	MsgNodeList              MsgType = 10 // Node list
+	MsgNodeListReply         MsgType = 11 // Node list reply
+	MsgAskForVote            MsgType = 12 // Ask for vote
+	MsgAskForVoteReply       MsgType = 13 // Ask for vote reply
+	MsgVoteInfo              MsgType = 14 // Vote info
+	MsgVoteInfoReply         MsgType = 15 // Vote info reply
+	MsgHeuristicsChange      MsgType = 16 // Heuristics change
+	MsgHeuristicsChangeReply MsgType = 17 // Heuristics change reply
 	maxMsgType                       = MsgHeuristicsChangeReply
 )
-
-var msgNames = [...]string{
-	"Preinit", "Preinit reply", "StartTLS", "Init", "Init reply",
-	"Server error", "Set option", "Set option reply", "Echo request", "Echo reply",
-	"Node list", "Node list reply", "Ask for vote", "Ask for vote reply",
-	"Vote info", "Vote info reply", "Heuristics change", "Heuristics change reply",
-}
 
 // Known reports whether t is one of the 18 message types.
 func (t MsgType) Known() bool { return t <= maxMsgType }
@@ -61,13 +56,6 @@ func (t MsgType) ServerOnly() bool {
 		return true
 	}
 	return false
-}
-
-func (t MsgType) String() string {
-	if t.Known() {
-		return msgNames[t]
-	}
-	return fmt.Sprintf("Unknown message type %d", uint16(t))
 }
 
 // AllMsgTypes lists every message type in ascending order, as the server
@@ -125,92 +113,49 @@ func AllOpts() []uint16 {
 type TLSSupported uint8
 
 const (
-	TLSUnsupported TLSSupported = 0
-	TLSSupportedOn TLSSupported = 1
-	TLSRequired    TLSSupported = 2
+	TLSUnsupported TLSSupported = 0 // Unsupported
+	TLSSupportedOn TLSSupported = 1 // Supported
+	TLSRequired    TLSSupported = 2 // Required
 )
-
-func (t TLSSupported) String() string {
-	switch t {
-	case TLSUnsupported:
-		return "Unsupported"
-	case TLSSupportedOn:
-		return "Supported"
-	case TLSRequired:
-		return "Required"
-	}
-	return fmt.Sprintf("TLS(%d)", uint8(t))
-}
 
 // ErrorCode is a REPLY_ERROR_CODE value.
 type ErrorCode uint16
 
 const (
-	ErrNoError                         ErrorCode = 0
-	ErrUnsupportedNeededMessage        ErrorCode = 1
-	ErrUnsupportedNeededOption         ErrorCode = 2
-	ErrTLSRequired                     ErrorCode = 3
-	ErrUnsupportedMessage              ErrorCode = 4
-	ErrMessageTooLong                  ErrorCode = 5
-	ErrPreinitRequired                 ErrorCode = 6
-	ErrDoesntContainRequiredOption     ErrorCode = 7
-	ErrUnexpectedMessage               ErrorCode = 8
-	ErrErrorDecodingMsg                ErrorCode = 9
-	ErrInternalError                   ErrorCode = 10
-	ErrInitRequired                    ErrorCode = 11
-	ErrUnsupportedDecisionAlgorithm    ErrorCode = 12
-	ErrInvalidHeartbeatInterval        ErrorCode = 13
-	ErrUnsupportedDecisionAlgorithmMsg ErrorCode = 14
-	ErrTieBreakerDiffersFromOtherNodes ErrorCode = 15
-	ErrAlgorithmDiffersFromOtherNodes  ErrorCode = 16
-	ErrDuplicateNodeID                 ErrorCode = 17
-	ErrInvalidConfigNodeList           ErrorCode = 18
-	ErrInvalidMembershipNodeList       ErrorCode = 19
+	ErrNoError                         ErrorCode = 0  // no error
+	ErrUnsupportedNeededMessage        ErrorCode = 1  // unsupported needed message
+	ErrUnsupportedNeededOption         ErrorCode = 2  // unsupported needed option
+	ErrTLSRequired                     ErrorCode = 3  // TLS required
+	ErrUnsupportedMessage              ErrorCode = 4  // unsupported message
+	ErrMessageTooLong                  ErrorCode = 5  // message too long
+	ErrPreinitRequired                 ErrorCode = 6  // preinit required
+	ErrDoesntContainRequiredOption     ErrorCode = 7  // doesn't contain required option
+	ErrUnexpectedMessage               ErrorCode = 8  // unexpected message
+	ErrErrorDecodingMsg                ErrorCode = 9  // error decoding message
+	ErrInternalError                   ErrorCode = 10 // internal error
+	ErrInitRequired                    ErrorCode = 11 // init required
+	ErrUnsupportedDecisionAlgorithm    ErrorCode = 12 // unsupported decision algorithm
+	ErrInvalidHeartbeatInterval        ErrorCode = 13 // invalid heartbeat interval
+	ErrUnsupportedDecisionAlgorithmMsg ErrorCode = 14 // unsupported decision algorithm message
+	ErrTieBreakerDiffersFromOtherNodes ErrorCode = 15 // tie-breaker differs from other nodes
+	ErrAlgorithmDiffersFromOtherNodes  ErrorCode = 16 // algorithm differs from other nodes
+	ErrDuplicateNodeID                 ErrorCode = 17 // duplicate node id
+	ErrInvalidConfigNodeList           ErrorCode = 18 // invalid config node list
+	ErrInvalidMembershipNodeList       ErrorCode = 19 // invalid membership node list
 )
-
-var errNames = [...]string{
-	"no error", "unsupported needed message", "unsupported needed option", "TLS required",
-	"unsupported message", "message too long", "preinit required",
-	"doesn't contain required option", "unexpected message", "error decoding message",
-	"internal error", "init required", "unsupported decision algorithm",
-	"invalid heartbeat interval", "unsupported decision algorithm message",
-	"tie-breaker differs from other nodes", "algorithm differs from other nodes",
-	"duplicate node id", "invalid config node list", "invalid membership node list",
-}
-
-func (e ErrorCode) String() string {
-	if int(e) < len(errNames) {
-		return errNames[e]
-	}
-	return fmt.Sprintf("error code %d", uint16(e))
-}
 
 // Algorithm is a decision algorithm.
 type Algorithm uint16
 
 const (
-	AlgoTest     Algorithm = 0
-	AlgoFFSplit  Algorithm = 1
-	Algo2NodeLMS Algorithm = 2
-	AlgoLMS      Algorithm = 3
+	AlgoTest     Algorithm = 0 // Test
+	AlgoFFSplit  Algorithm = 1 // Fifty-Fifty split
+	Algo2NodeLMS Algorithm = 2 // 2 Node LMS
+	AlgoLMS      Algorithm = 3 // LMS
 )
 
 // Valid reports whether the server implements a.
 func (a Algorithm) Valid() bool { return a <= AlgoLMS }
-
-func (a Algorithm) String() string {
-	switch a {
-	case AlgoTest:
-		return "Test"
-	case AlgoFFSplit:
-		return "Fifty-Fifty split"
-	case Algo2NodeLMS:
-		return "2 Node LMS"
-	case AlgoLMS:
-		return "LMS"
-	}
-	return fmt.Sprintf("Unknown algorithm %d", uint16(a))
-}
 
 // AllAlgorithms lists the algorithms the server advertises.
 func AllAlgorithms() []uint16 { return []uint16{0, 1, 2, 3} }
@@ -229,55 +174,23 @@ const (
 type NodeListType uint8
 
 const (
-	ListInitialConfig NodeListType = 0
-	ListChangedConfig NodeListType = 1
-	ListMembership    NodeListType = 2
-	ListQuorum        NodeListType = 3
+	ListInitialConfig NodeListType = 0 // initial config
+	ListChangedConfig NodeListType = 1 // changed config
+	ListMembership    NodeListType = 2 // membership
+	ListQuorum        NodeListType = 3 // quorum
 )
-
-func (t NodeListType) String() string {
-	switch t {
-	case ListInitialConfig:
-		return "initial config"
-	case ListChangedConfig:
-		return "changed config"
-	case ListMembership:
-		return "membership"
-	case ListQuorum:
-		return "quorum"
-	}
-	return fmt.Sprintf("node list type %d", uint8(t))
-}
 
 // Vote is the server's answer to a node.
 type Vote uint8
 
 const (
-	VoteUndefined    Vote = 0
-	VoteACK          Vote = 1
-	VoteNACK         Vote = 2
-	VoteAskLater     Vote = 3
-	VoteWaitForReply Vote = 4
-	VoteNoChange     Vote = 5
+	VoteUndefined    Vote = 0 // Undefined
+	VoteACK          Vote = 1 // ACK
+	VoteNACK         Vote = 2 // NACK
+	VoteAskLater     Vote = 3 // Ask later
+	VoteWaitForReply Vote = 4 // Wait for reply
+	VoteNoChange     Vote = 5 // No change
 )
-
-func (v Vote) String() string {
-	switch v {
-	case VoteUndefined:
-		return "Undefined"
-	case VoteACK:
-		return "ACK"
-	case VoteNACK:
-		return "NACK"
-	case VoteAskLater:
-		return "Ask later"
-	case VoteWaitForReply:
-		return "Wait for reply"
-	case VoteNoChange:
-		return "No change"
-	}
-	return fmt.Sprintf("Vote(%d)", uint8(v))
-}
 
 // TieBreakerMode selects the node that wins a 50:50 split.
 type TieBreakerMode uint8
@@ -312,22 +225,10 @@ func (t TieBreaker) String() string {
 type Heuristics uint8
 
 const (
-	HeuristicsUndefined Heuristics = 0
-	HeuristicsPass      Heuristics = 1
-	HeuristicsFail      Heuristics = 2
+	HeuristicsUndefined Heuristics = 0 // Undefined
+	HeuristicsPass      Heuristics = 1 // Pass
+	HeuristicsFail      Heuristics = 2 // Fail
 )
-
-func (h Heuristics) String() string {
-	switch h {
-	case HeuristicsUndefined:
-		return "Undefined"
-	case HeuristicsPass:
-		return "Pass"
-	case HeuristicsFail:
-		return "Fail"
-	}
-	return fmt.Sprintf("Heuristics(%d)", uint8(h))
-}
 
 // Rank maps heuristics onto the algorithms' order (Fail < Undefined < Pass).
 func (h Heuristics) Rank() int {
