@@ -473,97 +473,97 @@ func (e *Engine) tlsGate(c *Client, m *wire.Msg) bool {
 	return true
 }
 
+// init answers INIT: the client joins its cluster, or the reply says why
+// not.
 func (e *Engine) init(c *Client, m *wire.Msg) {
-	// Upstream computes the error in a fixed order where some later checks
-	// overwrite earlier errors (heartbeat, algorithm); kept for fidelity.
-	code := wire.ErrNoError
-	again := c.initDone
-	if !c.preinitDone {
-		code = wire.ErrPreinitRequired
-	}
-	var nodeID uint32
-	var ring wire.RingID
-	var hb uint32
-	var tb wire.TieBreaker
-	var algo wire.Algorithm
-	if code == 0 {
-		if !m.Has.Has(wire.OptNodeID) {
-			code = wire.ErrDoesntContainRequiredOption
-		} else {
-			nodeID = m.NodeID
-		}
-	}
-	if code == 0 {
-		if !m.Has.Has(wire.OptRingID) {
-			code = wire.ErrDoesntContainRequiredOption
-		} else {
-			ring = m.RingID
-		}
-	}
-	hbOK := false
-	if code == 0 && !m.Has.Has(wire.OptHeartbeatInterval) {
-		code = wire.ErrDoesntContainRequiredOption
-	} else if m.Has.Has(wire.OptHeartbeatInterval) {
-		hb = m.HeartbeatInterval
-		if hb < e.cfg.HeartbeatMin || hb > e.cfg.HeartbeatMax || !e.dpdFits(hb) {
-			code = wire.ErrInvalidHeartbeatInterval
-		} else {
-			hbOK = true
-		}
-	}
-	if code == 0 {
-		if !m.Has.Has(wire.OptTieBreaker) {
-			code = wire.ErrDoesntContainRequiredOption
-		} else {
-			tb = m.TieBreaker
-		}
-	}
-	if code == 0 && !m.Has.Has(wire.OptAlgorithm) {
-		code = wire.ErrDoesntContainRequiredOption
-	} else if m.Has.Has(wire.OptAlgorithm) {
-		algo = m.Algorithm
-		if !algo.Valid() {
-			code = wire.ErrUnsupportedDecisionAlgorithm
-		}
-	}
+	code, hbOK := e.initError(c, m)
 	// A second INIT on an initialised connection collides with itself
 	// upstream (17). We answer the same but leave the client's state alone:
 	// upstream overwrites node id and ring of a client already in a cluster.
-	if again {
+	if c.initDone {
 		if code == 0 {
 			code = wire.ErrDuplicateNodeID
 		}
 	} else {
 		if hbOK {
-			c.Heartbeat = hb
-			e.setDPD(c, hb)
+			c.Heartbeat = m.HeartbeatInterval
+			e.setDPD(c, c.Heartbeat)
 		}
 		if code == 0 {
-			c.NodeID, c.LastRingID, c.TieBreaker, c.Algorithm = nodeID, ring, tb, algo
-			c.KAP = e.cfg.KAPDefault
-			if cl := e.clusters[string(c.ClusterName)]; cl != nil {
-				code = cl.joinError(c)
-			}
-		}
-		if code == 0 {
-			cl := e.clusters[string(c.ClusterName)]
-			if cl == nil {
-				cl = &Cluster{Name: string(c.ClusterName)}
-				e.clusters[cl.Name] = cl
-				e.order = append(e.order, cl)
-			}
-			cl.add(c)
-			c.cluster = cl
-			algoFor(c).init(e, c)
-			c.initDone = true
-			c.times.initBy = 0
-			e.reschedule(c)
-			e.out.InitDone = true
-			e.log.Info().Str("addr", c.Addr).Str("cluster", cl.Name).Uint32("node_id", c.NodeID).
-				Str("algorithm", c.Algorithm.String()).Str("tie_breaker", c.TieBreaker.String()).
-				Uint32("heartbeat_ms", c.Heartbeat).Bool("tls", c.TLSActive).Bool("cert_verified", c.CertVerified).Msg("client initialised")
+			code = e.join(c, m)
 		}
 	}
+	if code != 0 {
+		e.log.Info().Str("addr", c.Addr).Str("cluster", string(c.ClusterName)).Uint32("node_id", m.NodeID).
+			Str("error", code.String()).Msg("init refused")
+	}
+	e.send(c, e.initReply(m, code))
+}
+
+// initError checks an INIT as upstream does: in a fixed order where the
+// heartbeat and algorithm checks overwrite an earlier error (kept for
+// fidelity). hbOK says the heartbeat is usable, which counts even when the
+// INIT is refused.
+func (e *Engine) initError(c *Client, m *wire.Msg) (code wire.ErrorCode, hbOK bool) {
+	if !c.preinitDone {
+		code = wire.ErrPreinitRequired
+	}
+	if code == 0 && (!m.Has.Has(wire.OptNodeID) || !m.Has.Has(wire.OptRingID)) {
+		code = wire.ErrDoesntContainRequiredOption
+	}
+	switch hb := m.HeartbeatInterval; {
+	case !m.Has.Has(wire.OptHeartbeatInterval):
+		if code == 0 {
+			code = wire.ErrDoesntContainRequiredOption
+		}
+	case hb < e.cfg.HeartbeatMin || hb > e.cfg.HeartbeatMax || !e.dpdFits(hb):
+		code = wire.ErrInvalidHeartbeatInterval
+	default:
+		hbOK = true
+	}
+	if code == 0 && !m.Has.Has(wire.OptTieBreaker) {
+		code = wire.ErrDoesntContainRequiredOption
+	}
+	switch {
+	case !m.Has.Has(wire.OptAlgorithm):
+		if code == 0 {
+			code = wire.ErrDoesntContainRequiredOption
+		}
+	case !m.Algorithm.Valid():
+		code = wire.ErrUnsupportedDecisionAlgorithm
+	}
+	return code, hbOK
+}
+
+// join puts a client whose INIT is valid into its cluster, creating the
+// cluster for its first node, unless the cluster refuses it.
+func (e *Engine) join(c *Client, m *wire.Msg) wire.ErrorCode {
+	c.NodeID, c.LastRingID, c.TieBreaker, c.Algorithm = m.NodeID, m.RingID, m.TieBreaker, m.Algorithm
+	c.KAP = e.cfg.KAPDefault
+	cl := e.clusters[string(c.ClusterName)]
+	if cl == nil {
+		cl = &Cluster{Name: string(c.ClusterName)}
+		e.clusters[cl.Name] = cl
+		e.order = append(e.order, cl)
+	} else if code := cl.joinError(c); code != 0 {
+		return code
+	}
+	cl.add(c)
+	c.cluster = cl
+	algoFor(c).init(e, c)
+	c.initDone = true
+	c.times.initBy = 0
+	e.reschedule(c)
+	e.out.InitDone = true
+	e.log.Info().Str("addr", c.Addr).Str("cluster", cl.Name).Uint32("node_id", c.NodeID).
+		Str("algorithm", c.Algorithm.String()).Str("tie_breaker", c.TieBreaker.String()).
+		Uint32("heartbeat_ms", c.Heartbeat).Bool("tls", c.TLSActive).Bool("cert_verified", c.CertVerified).Msg("client initialised")
+	return 0
+}
+
+// initReply is INIT_REPLY with code; the lists of messages and options are
+// sent only to a client that sent its own.
+func (e *Engine) initReply(m *wire.Msg, code wire.ErrorCode) *wire.Msg {
 	r := &wire.Msg{Type: wire.MsgInitReply, ReplyErrorCode: code,
 		ServerMaxRequestSize: e.cfg.MaxReceiveSize, ServerMaxReplySize: e.cfg.MaxSendSize,
 		SupportedAlgorithms: wire.AllAlgorithms()}
@@ -580,11 +580,7 @@ func (e *Engine) init(c *Client, m *wire.Msg) {
 		r.Seq = m.Seq
 		r.Set(wire.OptSeq)
 	}
-	if code != 0 {
-		e.log.Info().Str("addr", c.Addr).Str("cluster", string(c.ClusterName)).Uint32("node_id", m.NodeID).
-			Str("error", code.String()).Msg("init refused")
-	}
-	e.send(c, r)
+	return r
 }
 
 func (e *Engine) dpdFits(hb uint32) bool {

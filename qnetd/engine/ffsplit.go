@@ -150,25 +150,48 @@ type ffView struct {
 func ffDecide(e *Engine, trigger *Client, leaving bool, ring wire.RingID, cfg, mem []wire.NodeInfo, heur wire.Heuristics) wire.Vote {
 	cl := trigger.cluster
 	cl.ffState = ffWaitingForStableMembership
+	views := ffViews(cl, trigger, leaving, ffView{trigger, cfg, mem, ring, heur})
+	if !ffStable(views) {
+		return wire.VoteWaitForReply
+	}
+	cl.ffRound++
+	best := ffBest(cl, views)
+	ffRecord(e, cl, views, best)
+	ffSendVotes(e, cl, views, best, trigger, leaving, ring)
+	return wire.VoteNoChange
+}
+
+// ffViews is every client's view for a decision: the trigger's candidate
+// view (left out when it is leaving) and every other client's stored one.
+func ffViews(cl *Cluster, trigger *Client, leaving bool, candidate ffView) []ffView {
 	views := make([]ffView, 0, len(cl.Clients))
 	for _, c := range cl.Clients {
 		switch {
 		case c != trigger:
 			views = append(views, ffView{c, c.ConfigList, c.MembershipList, c.LastRingID, c.LastHeuristics})
 		case !leaving:
-			views = append(views, ffView{c, cfg, mem, ring, heur})
+			views = append(views, candidate)
 		}
 	}
-	if !ffStable(views) {
-		return wire.VoteWaitForReply
-	}
-	cl.ffRound++
+	return views
+}
+
+// ffBest is where the vote is decided: the view whose partition beats
+// every one before it (ffCompare), or nil when none qualifies.
+func ffBest(cl *Cluster, views []ffView) *ffView {
 	var best *ffView
 	for i := range views {
 		if ffBetter(cl, &views[i], best) {
 			best = &views[i]
 		}
 	}
+	return best
+}
+
+// ffRecord stores the decision (its winners and reason) in the cluster,
+// tells the observer and logs it: a decision that changed nothing is a
+// debug line (every node's list repeats the round), a new one an info line.
+func ffRecord(e *Engine, cl *Cluster, views []ffView, best *ffView) {
 	prev := cl.decision
 	cl.decision = Decision{Made: true, Reason: ffExplain(cl, views, best)}
 	if best != nil {
@@ -186,8 +209,6 @@ func ffDecide(e *Engine, trigger *Client, leaving bool, ring wire.RingID, cfg, m
 	if best != nil {
 		cl.QuoratePartition = append([]wire.NodeInfo(nil), best.mem...)
 	}
-	// Every node's list repeats the round; a decision that changed
-	// nothing is a debug line, a new one an info line.
 	ev := e.log.Debug()
 	if !prev.Made || prev.Reason != cl.decision.Reason || !slices.Equal(prev.Winners, cl.decision.Winners) {
 		ev = e.log.Info()
@@ -198,6 +219,13 @@ func ffDecide(e *Engine, trigger *Client, leaving bool, ring wire.RingID, cfg, m
 	} else {
 		ev.Msg("ffsplit decision: no partition gets the qdevice vote")
 	}
+}
+
+// ffSendVotes starts telling the clients the decision: NACK first to
+// everyone outside the winning partition, each with a deadline for its
+// reply; ACKs follow once every NACK is acknowledged, or at once when no
+// NACK was due. A leaving trigger is told nothing.
+func ffSendVotes(e *Engine, cl *Cluster, views []ffView, best *ffView, trigger *Client, leaving bool, ring wire.RingID) {
 	for _, c := range cl.Clients {
 		switch {
 		case leaving && c == trigger:
@@ -212,20 +240,20 @@ func ffDecide(e *Engine, trigger *Client, leaving bool, ring wire.RingID, cfg, m
 	sent := false
 	for i := range views {
 		v := &views[i]
-		if v.c.ffState == ffClientSendingNack {
-			v.c.voteInfoSeq++
-			v.c.voteInfoRound = cl.ffRound
-			e.sendVoteInfo(v.c, v.c.voteInfoSeq, wire.VoteNACK, v.ring, "not in the quorate partition")
-			if d := v.c.dpd(); d > 0 {
-				e.armNack(v.c, d)
-			}
-			sent = true
+		if v.c.ffState != ffClientSendingNack {
+			continue
 		}
+		v.c.voteInfoSeq++
+		v.c.voteInfoRound = cl.ffRound
+		e.sendVoteInfo(v.c, v.c.voteInfoSeq, wire.VoteNACK, v.ring, "not in the quorate partition")
+		if d := v.c.dpd(); d > 0 {
+			e.armNack(v.c, d)
+		}
+		sent = true
 	}
 	if !sent {
 		ffSendAcks(e, cl, trigger, &ring)
 	}
-	return wire.VoteNoChange
 }
 
 // ffSendAcks sends ACK to every client due one. The triggering client (if

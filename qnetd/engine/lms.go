@@ -70,20 +70,51 @@ type lmsPartition struct {
 // (and any client on ring 0.0, which matches the zero "remembered" ring).
 func lmsDecide(e *Engine, c *Client, ring wire.RingID) wire.Vote {
 	e.stopAlgo(c)
-	cl := c.cluster
 	store := func(v wire.Vote) wire.Vote { c.lastResult = v; return v }
+	if !lmsRingsAgree(c, ring) {
+		e.armAlgo(c, c.algoTimerMs())
+		return store(wire.VoteWaitForReply)
+	}
+	parts := lmsPartitions(c.cluster)
+	switch len(parts) {
+	case 0:
+		e.armAlgo(c, c.algoTimerMs())
+		return store(wire.VoteWaitForReply)
+	case 1:
+		return store(wire.VoteACK)
+	}
+	if newcomerNack(c, ring) {
+		return wire.VoteNACK
+	}
+	if p, unique := bestPartition(parts, func(p lmsPartition) int { return p.score }); unique {
+		return store(ackIf(p.ring == ring))
+	}
+	if p, unique := bestPartition(parts, func(p lmsPartition) int { return p.members }); unique {
+		return store(ackIf(p.ring == ring))
+	}
+	tbID, tbRing := lmsTieBreaker(c)
+	return store(ackIf(c.NodeID == tbID || tbRing == ring))
+}
 
-	for _, o := range cl.Clients {
+// lmsRingsAgree reports whether every other client in c's partition (a
+// member of c's list, or one that lists c) reports the ring c reports.
+func lmsRingsAgree(c *Client, ring wire.RingID) bool {
+	for _, o := range c.cluster.Clients {
 		if o == c {
 			continue
 		}
 		inOurs := containsNode(c.MembershipList, o.NodeID) || containsNode(o.MembershipList, c.NodeID)
 		if inOurs && o.LastRingID != ring {
-			e.armAlgo(c, c.algoTimerMs())
-			return store(wire.VoteWaitForReply)
+			return false
 		}
 	}
+	return true
+}
 
+// lmsPartitions groups the clients by their stored ring, in the order the
+// rings first appear; a client that reported no ring yet (seq 0) is left
+// out.
+func lmsPartitions(cl *Cluster) []lmsPartition {
 	var parts []lmsPartition
 	for _, o := range cl.Clients {
 		if o.LastRingID.Seq == 0 {
@@ -99,54 +130,37 @@ func lmsDecide(e *Engine, c *Client, ring wire.RingID) wire.Vote {
 		parts[i].members++
 		parts[i].score += 1 + o.LastHeuristics.Rank()
 	}
-	switch len(parts) {
-	case 0:
-		e.armAlgo(c, c.algoTimerMs())
-		return store(wire.VoteWaitForReply)
-	case 1:
-		return store(wire.VoteACK)
-	}
+	return parts
+}
 
-	if newcomerNack(c, ring) {
-		return wire.VoteNACK
-	}
-
-	if p, unique := bestPartition(parts, func(p lmsPartition) int { return p.score }); unique {
-		return store(ackIf(p.ring == ring))
-	}
-	if p, unique := bestPartition(parts, func(p lmsPartition) int { return p.members }); unique {
-		return store(ackIf(p.ring == ring))
-	}
-
-	// The remembered ring starts as the zero ring {0,0}, as upstream's does,
-	// and with a node-id tie-breaker it is only overwritten when c is the
-	// tie-breaker node. So a client that is not the tie-breaker but itself
-	// reports ring 0.0 "shares the tie-breaker's ring" and gets ACK.
-	var tbID uint32
-	var tbRing wire.RingID
+// lmsTieBreaker is the tie-breaker node as c's mode names it, and the ring
+// remembered for it. The remembered ring starts as the zero ring {0,0}, as
+// upstream's does, and with a node-id tie-breaker it is only overwritten
+// when c is the tie-breaker node. So a client that is not the tie-breaker
+// but itself reports ring 0.0 "shares the tie-breaker's ring" and gets ACK.
+func lmsTieBreaker(c *Client) (tbID uint32, tbRing wire.RingID) {
+	clients := c.cluster.Clients
 	switch c.TieBreaker.Mode {
 	case wire.TieBreakerLowest:
 		tbID = 2147483647
-		for _, o := range cl.Clients {
+		for _, o := range clients {
 			if o.NodeID < tbID {
 				tbID, tbRing = o.NodeID, o.LastRingID
 			}
 		}
 	case wire.TieBreakerHighest:
-		for _, o := range cl.Clients {
+		for _, o := range clients {
 			if o.NodeID > tbID {
 				tbID, tbRing = o.NodeID, o.LastRingID
 			}
 		}
 	case wire.TieBreakerNodeID:
 		tbID = c.TieBreaker.NodeID
-		if c.NodeID == tbID {
-			for _, o := range cl.Clients {
-				tbRing = o.LastRingID
-			}
+		if c.NodeID == tbID && len(clients) > 0 {
+			tbRing = clients[len(clients)-1].LastRingID // upstream keeps the last client's
 		}
 	}
-	return store(ackIf(c.NodeID == tbID || tbRing == ring))
+	return tbID, tbRing
 }
 
 // newcomerNack: a client without a result yet gets NACK (not remembered)
