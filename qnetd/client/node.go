@@ -1,8 +1,16 @@
-// Package client is a protocol-level corosync-qdevice: it builds the
-// messages the real client sends, in the same order and with the same
-// options, and keeps the vote the real client would hold. Node is the pure
-// state machine; Conn runs a Node over TCP (optionally with STARTTLS).
-// Tests, the differential test and the benchmark drive qnetd servers with it.
+// Package client is a protocol-level corosync-qdevice and the story
+// harness built on it. Node is the state machine: it builds the messages
+// the real client sends, in the same order and with the same options, and
+// it is the one interpreter of what a server sends back (votes, errors,
+// readiness, echo replies, the answer to a pending request). Conn runs a
+// Node over TCP (optionally with STARTTLS) for tests and the benchmark.
+//
+// Stories (story.go) drive simulated nodes through a Runner, one file per
+// command (cmd_NAME.go), and print the votes every node holds after each
+// block of commands. A Transport carries the messages: EngineTransport to
+// an engine in-process (exact and instant, on a virtual clock),
+// TCPTransport to any server over TCP (our binary, or Debian's
+// corosync-qnetd for the differential test).
 package client
 
 import (

@@ -9,15 +9,15 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
-	"github.com/qnetd-addon/qnetd/qnetd/scenario"
+	"github.com/qnetd-addon/qnetd/qnetd/client"
 )
 
 // infoLines runs the blocks against an engine logging at info and returns
 // its lines as maps.
-func infoLines(t *testing.T, r *scenario.Runner, buf *bytes.Buffer, block string) []map[string]any {
+func infoLines(t *testing.T, r *client.Runner, buf *bytes.Buffer, block string) []map[string]any {
 	t.Helper()
 	buf.Reset()
-	_, err := r.Run(scenario.Block{Commands: splitLines(block)})
+	_, err := r.Run(client.Block{Commands: splitLines(block)})
 	require.NoError(t, err)
 	var out []map[string]any
 	for _, l := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
@@ -46,8 +46,8 @@ func messages(lines []map[string]any) []string {
 func TestDecisionsLogAtInfo(t *testing.T) {
 	var buf bytes.Buffer
 	log := zerolog.New(&buf).Level(zerolog.InfoLevel)
-	tr := scenario.NewEngineTransportLog(scenarioConfig(), log)
-	r := scenario.NewRunner(tr)
+	tr := client.NewEngineTransportLog(scenarioConfig(), log)
+	r := client.NewRunner(tr)
 
 	lines := infoLines(t, r, &buf, "cluster c1 algorithm=ffsplit tie_breaker=lowest kap=off\njoin 1 2 nodes=1,2 ring=1.4")
 	require.Contains(t, messages(lines), "ffsplit decision: a partition gets the qdevice vote")
@@ -93,7 +93,7 @@ func TestDecisionsLogAtInfo(t *testing.T) {
 func TestNodeConnectsAndLeavesAtInfo(t *testing.T) {
 	var buf bytes.Buffer
 	log := zerolog.New(&buf).Level(zerolog.InfoLevel)
-	r := scenario.NewRunner(scenario.NewEngineTransportLog(scenarioConfig(), log))
+	r := client.NewRunner(client.NewEngineTransportLog(scenarioConfig(), log))
 	lines := infoLines(t, r, &buf, "cluster c1 algorithm=lms tie_breaker=lowest\njoin 1 nodes=1 ring=1.4")
 	require.Contains(t, messages(lines), "client initialised")
 	lines = infoLines(t, r, &buf, "cluster c1\ndisconnect 1")

@@ -7,8 +7,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/qnetd-addon/qnetd/qnetd/client"
 	"github.com/qnetd-addon/qnetd/qnetd/engine"
-	"github.com/qnetd-addon/qnetd/qnetd/scenario"
 	"github.com/qnetd-addon/qnetd/qnetd/wire"
 )
 
@@ -43,16 +43,16 @@ func left(calls []string) []string {
 
 // TestDecisionReasons: the observer hears which partition won and why.
 func TestDecisionReasons(t *testing.T) {
-	tr := scenario.NewEngineTransport(scenarioConfig())
+	tr := client.NewEngineTransport(scenarioConfig())
 	rec := &recorder{}
 	tr.E.SetObserver(rec)
-	r := scenario.NewRunner(tr)
+	r := client.NewRunner(tr)
 	for _, block := range []string{
 		"cluster c1 algorithm=ffsplit tie_breaker=lowest kap=off\njoin 1 2 3 4 nodes=1,2,3,4 ring=1.4",
 		"split 1,2|3,4 seq=8",
 		"heuristics 3 pass\nheuristics 4 pass",
 	} {
-		_, err := r.Run(scenario.Block{Commands: splitLines(block)})
+		_, err := r.Run(client.Block{Commands: splitLines(block)})
 		require.NoError(t, err)
 	}
 	require.Contains(t, rec.decisions, "c1 [1 2 3 4]: has a majority: 4 of 4 configured nodes")
@@ -67,13 +67,13 @@ func splitLines(s string) []string { return strings.Split(s, "\n") }
 // was refused before joining (a second node 1), so what it keeps per node
 // can go with the node.
 func TestNodeLeft(t *testing.T) {
-	tr := scenario.NewEngineTransport(scenarioConfig())
+	tr := client.NewEngineTransport(scenarioConfig())
 	rec := &recorder{}
 	tr.E.SetObserver(rec)
-	r := scenario.NewRunner(tr)
+	r := client.NewRunner(tr)
 	run := func(block string) {
 		t.Helper()
-		_, err := r.Run(scenario.Block{Commands: splitLines(block)})
+		_, err := r.Run(client.Block{Commands: splitLines(block)})
 		require.NoError(t, err)
 	}
 	run("cluster c1 algorithm=ffsplit tie_breaker=lowest kap=off\njoin 1 2 3 nodes=1,2,3 ring=1.4")

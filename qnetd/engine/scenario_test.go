@@ -8,8 +8,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/qnetd-addon/qnetd/qnetd/client"
 	"github.com/qnetd-addon/qnetd/qnetd/engine"
-	"github.com/qnetd-addon/qnetd/qnetd/scenario"
 	"github.com/qnetd-addon/qnetd/qnetd/wire"
 )
 
@@ -36,9 +36,9 @@ func runStories(t *testing.T, glob string) {
 	require.NotEmpty(t, files)
 	for _, path := range files {
 		t.Run(filepath.Base(path), func(t *testing.T) {
-			f, err := scenario.Parse(path)
+			f, err := client.ParseStory(path)
 			require.NoError(t, err)
-			got, err := scenario.RunFile(f, scenario.NewEngineTransport(scenarioConfig()))
+			got, err := client.RunStory(f, client.NewEngineTransport(scenarioConfig()))
 			require.NoError(t, err)
 			if *rewrite {
 				require.NoError(t, os.WriteFile(path, []byte(f.Format(got)), 0o644))

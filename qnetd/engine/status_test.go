@@ -5,15 +5,15 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/qnetd-addon/qnetd/qnetd/client"
 	"github.com/qnetd-addon/qnetd/qnetd/engine"
-	"github.com/qnetd-addon/qnetd/qnetd/scenario"
 	"github.com/qnetd-addon/qnetd/qnetd/wire"
 )
 
-func runBlocks(t *testing.T, r *scenario.Runner, blocks ...string) {
+func runBlocks(t *testing.T, r *client.Runner, blocks ...string) {
 	t.Helper()
 	for _, block := range blocks {
-		_, err := r.Run(scenario.Block{Commands: splitLines(block)})
+		_, err := r.Run(client.Block{Commands: splitLines(block)})
 		require.NoError(t, err)
 	}
 }
@@ -21,8 +21,8 @@ func runBlocks(t *testing.T, r *scenario.Runner, blocks ...string) {
 // TestStatusCopiesState: Status carries the settings, every cluster and
 // node with their lists and votes, and ffsplit's decision with its reason.
 func TestStatusCopiesState(t *testing.T) {
-	tr := scenario.NewEngineTransport(scenarioConfig())
-	r := scenario.NewRunner(tr)
+	tr := client.NewEngineTransport(scenarioConfig())
+	r := client.NewRunner(tr)
 	runBlocks(t, r,
 		"cluster c1 algorithm=ffsplit tie_breaker=lowest kap=off\njoin 1 2 nodes=1,2 ring=1.4",
 		"split 1|2 seq=8",
@@ -65,8 +65,8 @@ func TestStatusCopiesState(t *testing.T) {
 // TestStatusIsACopy: the copy does not change when the engine goes on, and
 // changing the copy does not reach the engine.
 func TestStatusIsACopy(t *testing.T) {
-	tr := scenario.NewEngineTransport(scenarioConfig())
-	r := scenario.NewRunner(tr)
+	tr := client.NewEngineTransport(scenarioConfig())
+	r := client.NewRunner(tr)
 	runBlocks(t, r, "cluster c1 algorithm=ffsplit tie_breaker=lowest kap=off\njoin 1 2 nodes=1,2 ring=1.4")
 	before := tr.E.Status()
 	require.Equal(t, []uint32{1, 2}, before.Clusters[0].Decision.Winners)

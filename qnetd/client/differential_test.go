@@ -1,4 +1,4 @@
-package scenario_test
+package client_test
 
 import (
 	"bufio"
@@ -16,7 +16,7 @@ import (
 	"github.com/qnetd-addon/qnetd/qnetd/server/servertest"
 
 	"github.com/qnetd-addon/qnetd/internal/upstreamtest"
-	"github.com/qnetd-addon/qnetd/qnetd/scenario"
+	"github.com/qnetd-addon/qnetd/qnetd/client"
 )
 
 // upstreamQnetd starts Debian's corosync-qnetd on loopback and returns
@@ -75,7 +75,7 @@ func TestDifferential(t *testing.T) {
 		start func(*testing.T) (string, func() (int, error))
 	}{{"upstream", upstreamQnetd}, {"ours", ourQnetd}}
 	for _, path := range files {
-		f, err := scenario.Parse(path)
+		f, err := client.ParseStory(path)
 		require.NoError(t, err)
 		t.Run(filepath.Base(path), func(t *testing.T) {
 			if f.SkipDifferential != "" {
@@ -84,10 +84,10 @@ func TestDifferential(t *testing.T) {
 			for _, srv := range servers {
 				t.Run(srv.name, func(t *testing.T) {
 					addr, clients := srv.start(t)
-					tr := scenario.NewTCPTransport(addr)
+					tr := client.NewTCPTransport(addr)
 					tr.Clients = clients
 					defer tr.CloseAll()
-					got, err := scenario.RunFile(f, tr)
+					got, err := client.RunStory(f, tr)
 					require.NoError(t, err)
 					for i, b := range f.Blocks {
 						require.Equal(t, b.Want, got[i], "%s:%d (%s)", path, b.Line, srv.name)

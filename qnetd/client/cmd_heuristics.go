@@ -1,9 +1,7 @@
-package scenario
-
-import "github.com/qnetd-addon/qnetd/qnetd/client"
+package client
 
 // heuristics IDS pass|fail reports a new heuristics result.
-func (r *Runner) heuristics(a args, n *client.Node) error {
+func (r *Runner) heuristics(a args, n *Node) error {
 	h, err := parseHeur(a.pos[len(a.pos)-1])
 	if err != nil {
 		return err

@@ -1,12 +1,10 @@
-package scenario
-
-import "github.com/qnetd-addon/qnetd/qnetd/client"
+package client
 
 // duplicate ID opens a second connection with the node's id (PREINIT and
 // INIT with its ring), then closes it; the answers' errors are the node's.
-func (r *Runner) duplicate(_ args, n *client.Node) error {
+func (r *Runner) duplicate(_ args, n *Node) error {
 	t := r.T
-	d := client.NewNode(n.Settings)
+	d := NewNode(n.Settings)
 	if err := t.Open(d); err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package scenario
+package client
 
 import (
 	"bufio"
@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/qnetd-addon/qnetd/qnetd/client"
 	"github.com/qnetd-addon/qnetd/qnetd/wire"
 )
 
@@ -25,12 +24,12 @@ type TCPTransport struct {
 
 	mu    sync.Mutex
 	cond  *sync.Cond
-	nodes map[*client.Node]*tcpNode
+	nodes map[*Node]*tcpNode
 	msgs  uint64 // messages received from the server, all nodes
 }
 
 type tcpNode struct {
-	n         *client.Node
+	n         *Node
 	nc        net.Conn
 	closed    bool
 	ready     bool // INIT accepted: echoes are answered from now on
@@ -42,7 +41,7 @@ type tcpNode struct {
 
 // NewTCPTransport creates a transport for the server at addr.
 func NewTCPTransport(addr string) *TCPTransport {
-	t := &TCPTransport{Addr: addr, Timeout: 5 * time.Second, nodes: map[*client.Node]*tcpNode{}}
+	t := &TCPTransport{Addr: addr, Timeout: 5 * time.Second, nodes: map[*Node]*tcpNode{}}
 	t.cond = sync.NewCond(&t.mu)
 	return t
 }
@@ -62,7 +61,7 @@ func (t *TCPTransport) waitFor(d time.Duration, cond func() bool) bool {
 	return true
 }
 
-func (t *TCPTransport) Open(n *client.Node) error {
+func (t *TCPTransport) Open(n *Node) error {
 	nc, err := net.DialTimeout("tcp", t.Addr, t.Timeout)
 	if err != nil {
 		return err
@@ -79,7 +78,7 @@ func (t *TCPTransport) Open(n *client.Node) error {
 func (t *TCPTransport) reader(tn *tcpNode) {
 	br := bufio.NewReader(tn.nc)
 	for {
-		m, _, err := client.ReadMsg(br)
+		m, _, err := ReadMsg(br)
 		t.mu.Lock()
 		if err != nil {
 			tn.closed = true
@@ -98,7 +97,7 @@ func (t *TCPTransport) reader(tn *tcpNode) {
 			if ans := tn.n.Handle(m); ans != nil {
 				_, _ = tn.nc.Write(ans.Append(nil))
 			}
-			if tn.want != nil && client.IsReplyTo(m, tn.want.Type, tn.want.Seq) {
+			if tn.want != nil && IsReplyTo(m, tn.want.Type, tn.want.Seq) {
 				tn.answered = true
 			}
 		}
@@ -129,7 +128,7 @@ func (t *TCPTransport) heartbeat(tn *tcpNode) {
 	}
 }
 
-func (t *TCPTransport) Connected(n *client.Node) bool {
+func (t *TCPTransport) Connected(n *Node) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	tn := t.nodes[n]
@@ -137,14 +136,14 @@ func (t *TCPTransport) Connected(n *client.Node) bool {
 }
 
 // VoteOf reads n's vote under the lock its reader changes it under.
-func (t *TCPTransport) VoteOf(n *client.Node) (client.Vote, bool) {
+func (t *TCPTransport) VoteOf(n *Node) (Vote, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	tn := t.nodes[n]
 	return n.Vote(), tn != nil && !tn.closed
 }
 
-func (t *TCPTransport) Close(n *client.Node) {
+func (t *TCPTransport) Close(n *Node) {
 	t.mu.Lock()
 	tn := t.nodes[n]
 	if tn == nil || tn.closed {
@@ -174,7 +173,7 @@ func (t *TCPTransport) Close(n *client.Node) {
 	t.barrier()
 }
 
-func (t *TCPTransport) SendRaw(n *client.Node, m *wire.Msg) error {
+func (t *TCPTransport) SendRaw(n *Node, m *wire.Msg) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	tn := t.nodes[n]
@@ -185,7 +184,7 @@ func (t *TCPTransport) SendRaw(n *client.Node, m *wire.Msg) error {
 	return nil
 }
 
-func (t *TCPTransport) Send(n *client.Node, m *wire.Msg) error {
+func (t *TCPTransport) Send(n *Node, m *wire.Msg) error {
 	t.mu.Lock()
 	tn := t.nodes[n]
 	if tn == nil || tn.closed {

@@ -1,15 +1,11 @@
-package scenario
+package client
 
-import (
-	"fmt"
-
-	"github.com/qnetd-addon/qnetd/qnetd/client"
-)
+import "fmt"
 
 // connect IDS [ring=N.S] [algorithm=A] [tie_breaker=T] [kap=on|off] opens
 // each node's connection and sends PREINIT, INIT and SET_OPTION(KAP) like
 // the real client; the options override the cluster's for these nodes.
-func (r *Runner) connect(a args, n *client.Node) error {
+func (r *Runner) connect(a args, n *Node) error {
 	_, err := r.handshake(a, n)
 	return err
 }
@@ -17,7 +13,7 @@ func (r *Runner) connect(a args, n *client.Node) error {
 // handshake connects n as the real client does, announcing the ring
 // given (n.Ring() afterwards); ok is false when the server refused INIT,
 // and the connection is closed then, as the real client closes it.
-func (r *Runner) handshake(a args, n *client.Node) (ok bool, err error) {
+func (r *Runner) handshake(a args, n *Node) (ok bool, err error) {
 	t := r.T
 	ring, err := ParseRing(orDefault(a.kv["ring"], "1.1"))
 	if err != nil {

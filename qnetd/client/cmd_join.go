@@ -1,13 +1,10 @@
-package scenario
+package client
 
-import (
-	"github.com/qnetd-addon/qnetd/qnetd/client"
-	"github.com/qnetd-addon/qnetd/qnetd/wire"
-)
+import "github.com/qnetd-addon/qnetd/qnetd/wire"
 
 // join IDS nodes=LIST [ring=N.S] is connect, then the initial config,
 // the membership (ring and nodes alike) and a quorate quorum list.
-func (r *Runner) join(a args, n *client.Node) error {
+func (r *Runner) join(a args, n *Node) error {
 	ok, err := r.handshake(a, n)
 	if err != nil || !ok {
 		return err

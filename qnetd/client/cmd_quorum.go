@@ -1,10 +1,8 @@
-package scenario
-
-import "github.com/qnetd-addon/qnetd/qnetd/client"
+package client
 
 // quorum IDS nodes=LIST [quorate=yes|no] sends the quorum node list, every
 // node in it a member.
-func (r *Runner) quorum(a args, n *client.Node) error {
+func (r *Runner) quorum(a args, n *Node) error {
 	nodes, err := parseNodes(a.kv["nodes"])
 	if err != nil {
 		return err

@@ -1,4 +1,4 @@
-package scenario
+package client
 
 import (
 	"fmt"
@@ -6,7 +6,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/qnetd-addon/qnetd/qnetd/client"
 	"github.com/qnetd-addon/qnetd/qnetd/engine"
 	"github.com/qnetd-addon/qnetd/qnetd/wire"
 )
@@ -24,8 +23,8 @@ type EngineTransport struct {
 	E      *engine.Engine
 	now    time.Duration // virtual
 	nextID engine.ClientID
-	ids    map[*client.Node]engine.ClientID
-	nodes  map[engine.ClientID]*client.Node
+	ids    map[*Node]engine.ClientID
+	nodes  map[engine.ClientID]*Node
 	beats  map[engine.ClientID]time.Duration // the next heartbeat of each initialised node
 }
 
@@ -39,13 +38,13 @@ func NewEngineTransport(cfg engine.Config) *EngineTransport {
 func NewEngineTransportLog(cfg engine.Config, log zerolog.Logger) *EngineTransport {
 	return &EngineTransport{
 		E:     engine.New(cfg, log),
-		ids:   map[*client.Node]engine.ClientID{},
-		nodes: map[engine.ClientID]*client.Node{},
+		ids:   map[*Node]engine.ClientID{},
+		nodes: map[engine.ClientID]*Node{},
 		beats: map[engine.ClientID]time.Duration{},
 	}
 }
 
-func (t *EngineTransport) Open(n *client.Node) error {
+func (t *EngineTransport) Open(n *Node) error {
 	if t.Connected(n) {
 		return fmt.Errorf("already connected")
 	}
@@ -57,14 +56,14 @@ func (t *EngineTransport) Open(n *client.Node) error {
 }
 
 // VoteOf is n's vote; the engine runs in the caller's goroutine.
-func (t *EngineTransport) VoteOf(n *client.Node) (client.Vote, bool) { return n.Vote(), t.Connected(n) }
+func (t *EngineTransport) VoteOf(n *Node) (Vote, bool) { return n.Vote(), t.Connected(n) }
 
-func (t *EngineTransport) Connected(n *client.Node) bool {
+func (t *EngineTransport) Connected(n *Node) bool {
 	id, ok := t.ids[n]
 	return ok && t.nodes[id] == n
 }
 
-func (t *EngineTransport) Close(n *client.Node) {
+func (t *EngineTransport) Close(n *Node) {
 	id, ok := t.ids[n]
 	if !ok || t.nodes[id] != n {
 		return
@@ -74,11 +73,11 @@ func (t *EngineTransport) Close(n *client.Node) {
 	t.apply(t.E.Disconnect(t.now, id))
 }
 
-func (t *EngineTransport) Send(n *client.Node, m *wire.Msg) error {
+func (t *EngineTransport) Send(n *Node, m *wire.Msg) error {
 	return t.SendRaw(n, m)
 }
 
-func (t *EngineTransport) SendRaw(n *client.Node, m *wire.Msg) error {
+func (t *EngineTransport) SendRaw(n *Node, m *wire.Msg) error {
 	id, ok := t.ids[n]
 	if !ok || t.nodes[id] != n {
 		return nil // like writing to a closed socket: the message is lost
@@ -102,7 +101,7 @@ func (t *EngineTransport) SendRaw(n *client.Node, m *wire.Msg) error {
 // when each node answers before the next event.
 func (t *EngineTransport) apply(b engine.Batch) {
 	type reply struct {
-		n *client.Node
+		n *Node
 		m *wire.Msg
 	}
 	var replies []reply
@@ -135,7 +134,7 @@ func (t *EngineTransport) apply(b engine.Batch) {
 	}
 }
 
-func beatInterval(n *client.Node) time.Duration {
+func beatInterval(n *Node) time.Duration {
 	if iv := time.Duration(n.Heartbeat) * time.Millisecond / 2; iv > 0 {
 		return iv
 	}

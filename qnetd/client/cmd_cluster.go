@@ -1,11 +1,10 @@
-package scenario
+package client
 
 import (
 	"fmt"
 	"slices"
 	"strconv"
 
-	"github.com/qnetd-addon/qnetd/qnetd/client"
 	"github.com/qnetd-addon/qnetd/qnetd/wire"
 )
 
@@ -26,7 +25,7 @@ func (r *Runner) cluster(a args) error {
 		}
 	}
 	cd := &clusterDef{name: a.pos[0], algorithm: wire.AlgoFFSplit, tb: wire.TieBreaker{Mode: wire.TieBreakerLowest},
-		kap: true, hb: 1000, nodes: map[uint32]*client.Node{}}
+		kap: true, hb: 1000, nodes: map[uint32]*Node{}}
 	if err := cd.settings(a.kv, &cd.algorithm, &cd.tb, &cd.kap, &cd.hb); err != nil {
 		return err
 	}

@@ -1,10 +1,8 @@
-package scenario
-
-import "github.com/qnetd-addon/qnetd/qnetd/client"
+package client
 
 // membership IDS ring=N.S nodes=LIST [heuristics=pass|fail] sends a new
 // membership node list.
-func (r *Runner) membership(a args, n *client.Node) error {
+func (r *Runner) membership(a args, n *Node) error {
 	ring, err := ParseRing(a.kv["ring"])
 	if err != nil {
 		return err

@@ -1,10 +1,44 @@
-package scenario
+package client
 
 import (
 	"fmt"
 	"os"
 	"strings"
 )
+
+// The story format: blocks of commands, a "----" line, the expected output, a
+// blank line. Lines starting with '#' are comments. Commands:
+//
+//	cluster NAME [algorithm=ffsplit|lms|2nodelms|test] [tie_breaker=lowest|highest|ID] [kap=on|off] [heartbeat=MS]
+//	connect IDS [ring=N.S] [algorithm=A] [tie_breaker=T] [kap=on|off]
+//	                                 PREINIT, INIT, SET_OPTION(KAP) like the real client;
+//	                                 the options override the cluster's for these nodes
+//	duplicate ID                     a second connection with the same node id (PREINIT+INIT, then closed)
+//	reinit ID                        INIT again on the node's open connection
+//	join IDS nodes=LIST [ring=N.S]   connect + initial config + membership + quorum
+//	config IDS nodes=LIST [changed] [version=V]
+//	membership IDS ring=N.S nodes=LIST [heuristics=pass|fail]
+//	split LIST|LIST... seq=S [heuristics=pass|fail]   membership per group, ring = lowest id of the group
+//	quorum IDS nodes=LIST [quorate=yes|no]
+//	heuristics IDS pass|fail
+//	ask IDS | disconnect IDS | hold IDS | release IDS
+//	wait MS                          let time pass (timers fire)
+//	trace                            also print every message the nodes receive in this block
+//	state                            also print each cluster's state (in-process only:
+//	                                 "c1 is split: split into {1} and {2}; ...")
+//
+// Each command is in its own file, cmd_NAME.go.
+//
+// IDS are node ids of the current cluster separated by spaces or commas.
+// Each node's message is sent and settled (replies answered, VOTE_INFO
+// acknowledged) before the next node's, so outcomes are deterministic.
+//
+// Output: one line per error answer ("c1/2: server error 12 (...)"), the
+// traced messages, then one line per cluster: "c1: 1=ACK 2=NACK 3=-"
+// ("-" = no vote, "off" = disconnected).
+//
+// A file whose first lines contain "# differential: skip <reason>" runs
+// only in-process (it tests a deliberate difference from upstream).
 
 // Block is one command block with its expected output.
 type Block struct {
@@ -15,21 +49,21 @@ type Block struct {
 	Comment []string
 }
 
-// File is a parsed scenario file.
-type File struct {
+// Story is a parsed story file.
+type Story struct {
 	Path             string
 	Blocks           []Block
 	Trailer          []string
 	SkipDifferential string
 }
 
-// Parse reads a scenario file.
-func Parse(path string) (*File, error) {
+// ParseStory reads a story file.
+func ParseStory(path string) (*Story, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	f := &File{Path: path}
+	f := &Story{Path: path}
 	lines := strings.Split(string(data), "\n")
 	var cur *Block
 	var comment []string
@@ -82,7 +116,7 @@ func Parse(path string) (*File, error) {
 }
 
 // Format renders the file with the given outputs in place of the expected ones.
-func (f *File) Format(got []string) string {
+func (f *Story) Format(got []string) string {
 	var b strings.Builder
 	for i, bl := range f.Blocks {
 		for _, c := range bl.Comment {

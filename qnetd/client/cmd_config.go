@@ -1,14 +1,10 @@
-package scenario
+package client
 
-import (
-	"strconv"
-
-	"github.com/qnetd-addon/qnetd/qnetd/client"
-)
+import "strconv"
 
 // config IDS nodes=LIST [changed] [version=V] sends the configuration node
 // list: the initial one, or a changed one.
-func (r *Runner) config(a args, n *client.Node) error {
+func (r *Runner) config(a args, n *Node) error {
 	nodes, err := parseNodes(a.kv["nodes"])
 	if err != nil {
 		return err

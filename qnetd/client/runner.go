@@ -1,11 +1,10 @@
-package scenario
+package client
 
 import (
 	"fmt"
 	"sort"
 	"strings"
 
-	"github.com/qnetd-addon/qnetd/qnetd/client"
 	"github.com/qnetd-addon/qnetd/qnetd/wire"
 )
 
@@ -15,7 +14,7 @@ type clusterDef struct {
 	tb        wire.TieBreaker
 	kap       bool
 	hb        uint32
-	nodes     map[uint32]*client.Node
+	nodes     map[uint32]*Node
 	ids       []uint32
 }
 
@@ -24,13 +23,13 @@ type Runner struct {
 	T        Transport
 	clusters []*clusterDef
 	cur      *clusterDef
-	errSeen  map[*client.Node]int
-	logSeen  map[*client.Node]int
+	errSeen  map[*Node]int
+	logSeen  map[*Node]int
 }
 
 // NewRunner creates a runner.
 func NewRunner(t Transport) *Runner {
-	return &Runner{T: t, errSeen: map[*client.Node]int{}, logSeen: map[*client.Node]int{}}
+	return &Runner{T: t, errSeen: map[*Node]int{}, logSeen: map[*Node]int{}}
 }
 
 // Run executes one block and returns its output.
@@ -127,15 +126,15 @@ func (r *Runner) renderVotes() string {
 	return strings.Join(lines, "\n")
 }
 
-func (r *Runner) nodes(ids []uint32) ([]*client.Node, error) {
+func (r *Runner) nodes(ids []uint32) ([]*Node, error) {
 	if r.cur == nil {
 		return nil, fmt.Errorf("no cluster declared")
 	}
-	out := make([]*client.Node, 0, len(ids))
+	out := make([]*Node, 0, len(ids))
 	for _, id := range ids {
 		n := r.cur.nodes[id]
 		if n == nil {
-			n = client.NewNode(client.Settings{Cluster: r.cur.name, NodeID: id, Algorithm: r.cur.algorithm,
+			n = NewNode(Settings{Cluster: r.cur.name, NodeID: id, Algorithm: r.cur.algorithm,
 				TieBreaker: r.cur.tb, Heartbeat: r.cur.hb, KAP: r.cur.kap})
 			r.cur.nodes[id] = n
 			r.cur.ids = append(r.cur.ids, id)
@@ -148,7 +147,7 @@ func (r *Runner) nodes(ids []uint32) ([]*client.Node, error) {
 
 // nodeCommands are the commands that act on each node they list, in
 // order; each has its file (cmd_NAME.go).
-var nodeCommands = map[string]func(r *Runner, a args, n *client.Node) error{
+var nodeCommands = map[string]func(r *Runner, a args, n *Node) error{
 	"connect":    (*Runner).connect,
 	"join":       (*Runner).join,
 	"duplicate":  (*Runner).duplicate,
@@ -200,8 +199,8 @@ func (r *Runner) exec(line string) error {
 	return nil
 }
 
-// RunFile plays a whole file and returns one output per block.
-func RunFile(f *File, t Transport) ([]string, error) {
+// RunStory plays a whole story and returns one output per block.
+func RunStory(f *Story, t Transport) ([]string, error) {
 	r := NewRunner(t)
 	out := make([]string, 0, len(f.Blocks))
 	for _, b := range f.Blocks {

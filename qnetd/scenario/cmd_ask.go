@@ -1,6 +1,0 @@
-package scenario
-
-import "github.com/qnetd-addon/qnetd/qnetd/client"
-
-// ask IDS asks for the node's vote (ASK_FOR_VOTE).
-func (r *Runner) ask(_ args, n *client.Node) error { return r.T.Send(n, n.AskForVote()) }
