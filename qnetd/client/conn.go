@@ -41,6 +41,7 @@ func DialWith(d *net.Dialer, addr string, n *Node) (*Conn, error) {
 // NewConn speaks for n on a connection the caller made, for example one
 // bound to a chosen source address.
 func NewConn(nc net.Conn, n *Node) *Conn {
+	n.opened()
 	return &Conn{Node: n, nc: nc, br: bufio.NewReader(nc)}
 }
 
@@ -81,6 +82,8 @@ func ReadMsg(r io.Reader) (*wire.Msg, []byte, error) {
 // Call sends m and reads until its reply, handing every message on the way
 // to the node (VOTE_INFO replies are sent as the real client does).
 func (c *Conn) Call(m *wire.Msg) (*wire.Msg, error) {
+	c.Node.Await(m)
+	defer c.Node.Await(nil)
 	if err := c.Write(m); err != nil {
 		return nil, err
 	}
@@ -94,7 +97,7 @@ func (c *Conn) Call(m *wire.Msg) (*wire.Msg, error) {
 				return nil, err
 			}
 		}
-		if IsReplyTo(r, m.Type, m.Seq) {
+		if c.Node.Answered() {
 			return r, nil
 		}
 	}

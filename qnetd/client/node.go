@@ -57,6 +57,13 @@ type Node struct {
 	held     []*wire.Msg // VOTE_INFO replies not sent while holding
 	serverOp wire.OptSet // options the server listed in INIT_REPLY (bits)
 
+	// Per connection: whether INIT was accepted, and the request whose
+	// reply Handle watches for.
+	ready    bool
+	awaiting *wire.Msg
+	answered bool
+	echoSeen uint32 // seq of the last ECHO_REPLY
+
 	// Log receives every non-echo message from the server, in order.
 	Log []*wire.Msg
 	// Errors describes every error answer (SERVER_ERROR, INIT_REPLY error).
@@ -84,6 +91,25 @@ func (n *Node) EffectiveVote() Vote {
 // Disconnected resets the vote: corosync-qdevice stops casting it when its
 // connection to qnetd is gone.
 func (n *Node) Disconnected() { n.vote = NoVote }
+
+// opened starts a connection: nothing of the previous connection's
+// handshake counts.
+func (n *Node) opened() { n.ready, n.awaiting, n.answered = false, nil, false }
+
+// Ready reports whether the server accepted the node's INIT on this
+// connection; from then on the real client sends heartbeats.
+func (n *Node) Ready() bool { return n.ready }
+
+// Await makes Handle watch for the reply to request m (nil: none);
+// Answered reports when it has come.
+func (n *Node) Await(m *wire.Msg) { n.awaiting, n.answered = m, false }
+
+// Answered reports whether the reply to the awaited request has come (the
+// direct reply, or an error carrying its seq).
+func (n *Node) Answered() bool { return n.answered }
+
+// EchoReplied is the seq of the last ECHO_REPLY the node received.
+func (n *Node) EchoReplied() uint32 { return n.echoSeen }
 
 // Ring returns the last ring id the node sent.
 func (n *Node) Ring() wire.RingID { return n.ring }
@@ -205,19 +231,27 @@ func (n *Node) Echo() *wire.Msg {
 	return m.Set(wire.OptSeq)
 }
 
-// Handle processes a message from the server and returns the answer the
-// real client would send (a VOTE_INFO_REPLY), or nil.
+// Handle is the one interpreter of what a server sends: it processes a
+// message (vote, errors, readiness, echo reply, the awaited reply) and
+// returns the answer the real client would send (a VOTE_INFO_REPLY), or
+// nil. Every transport and Conn hand it every message they read.
 func (n *Node) Handle(m *wire.Msg) *wire.Msg {
 	if m.Type == wire.MsgEchoReply {
+		n.echoSeen = m.Seq
 		return nil
 	}
 	n.Log = append(n.Log, m)
+	if n.awaiting != nil && IsReplyTo(m, n.awaiting.Type, n.awaiting.Seq) {
+		n.answered = true
+	}
 	switch m.Type {
 	case wire.MsgServerError:
 		n.Errors = append(n.Errors, fmt.Sprintf("server error %d (%s)", m.ReplyErrorCode, m.ReplyErrorCode))
 	case wire.MsgInitReply:
 		if m.ReplyErrorCode != 0 {
 			n.Errors = append(n.Errors, fmt.Sprintf("init refused %d (%s)", m.ReplyErrorCode, m.ReplyErrorCode))
+		} else {
+			n.ready = true
 		}
 		for _, o := range m.SupportedOptions {
 			if o <= 31 {

@@ -51,6 +51,7 @@ func (t *EngineTransport) Open(n *Node) error {
 	t.nextID++
 	id := t.nextID
 	t.ids[n], t.nodes[id] = id, n
+	n.opened()
 	t.apply(t.E.Connect(t.now, id, fmt.Sprintf("sim:%s/%d", n.Cluster, n.NodeID)))
 	return nil
 }
@@ -118,11 +119,12 @@ func (t *EngineTransport) apply(b engine.Batch) {
 		if err != nil {
 			panic(fmt.Sprintf("engine sent an undecodable message: %v", err))
 		}
-		if m.Type == wire.MsgInitReply && m.ReplyErrorCode == wire.ErrNoError {
-			t.beats[s.To] = t.now + beatInterval(n)
-		}
+		ready := n.Ready()
 		if r := n.Handle(m); r != nil {
 			replies = append(replies, reply{n, r})
+		}
+		if !ready && n.Ready() {
+			t.beats[s.To] = t.now + beatInterval(n)
 		}
 	}
 	for _, d := range b.Disconnects {

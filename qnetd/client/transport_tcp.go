@@ -1,7 +1,6 @@
 package client
 
 import (
-	"bufio"
 	"fmt"
 	"net"
 	"sync"
@@ -29,14 +28,10 @@ type TCPTransport struct {
 }
 
 type tcpNode struct {
-	n         *Node
-	nc        net.Conn
-	closed    bool
-	ready     bool // INIT accepted: echoes are answered from now on
-	echoReply uint32
-	want      *wire.Msg // request waiting for its reply
-	answered  bool
-	stop      chan struct{}
+	n      *Node
+	c      *Conn
+	closed bool
+	stop   chan struct{}
 }
 
 // NewTCPTransport creates a transport for the server at addr.
@@ -66,8 +61,8 @@ func (t *TCPTransport) Open(n *Node) error {
 	if err != nil {
 		return err
 	}
-	tn := &tcpNode{n: n, nc: nc, stop: make(chan struct{})}
 	t.mu.Lock()
+	tn := &tcpNode{n: n, c: NewConn(nc, n), stop: make(chan struct{})}
 	t.nodes[n] = tn
 	t.mu.Unlock()
 	go t.reader(tn)
@@ -76,9 +71,8 @@ func (t *TCPTransport) Open(n *Node) error {
 }
 
 func (t *TCPTransport) reader(tn *tcpNode) {
-	br := bufio.NewReader(tn.nc)
 	for {
-		m, _, err := ReadMsg(br)
+		m, _, err := tn.c.ReadMsg()
 		t.mu.Lock()
 		if err != nil {
 			tn.closed = true
@@ -88,18 +82,8 @@ func (t *TCPTransport) reader(tn *tcpNode) {
 			return
 		}
 		t.msgs++
-		if m.Type == wire.MsgEchoReply {
-			tn.echoReply = m.Seq
-		} else {
-			if m.Type == wire.MsgInitReply && m.ReplyErrorCode == 0 {
-				tn.ready = true
-			}
-			if ans := tn.n.Handle(m); ans != nil {
-				_, _ = tn.nc.Write(ans.Append(nil))
-			}
-			if tn.want != nil && IsReplyTo(m, tn.want.Type, tn.want.Seq) {
-				tn.answered = true
-			}
+		if ans := tn.n.Handle(m); ans != nil {
+			_ = tn.c.Write(ans)
 		}
 		t.cond.Broadcast()
 		t.mu.Unlock()
@@ -120,8 +104,8 @@ func (t *TCPTransport) heartbeat(tn *tcpNode) {
 			return
 		case <-tick.C:
 			t.mu.Lock()
-			if !tn.closed && tn.ready {
-				_, _ = tn.nc.Write(tn.n.Echo().Append(nil))
+			if !tn.closed && tn.n.Ready() {
+				_ = tn.c.Write(tn.n.Echo())
 			}
 			t.mu.Unlock()
 		}
@@ -150,7 +134,7 @@ func (t *TCPTransport) Close(n *Node) {
 		t.mu.Unlock()
 		return
 	}
-	tn.nc.Close()
+	tn.c.Close()
 	t.waitFor(t.Timeout, func() bool { return tn.closed })
 	t.mu.Unlock()
 	if t.Clients != nil {
@@ -180,7 +164,7 @@ func (t *TCPTransport) SendRaw(n *Node, m *wire.Msg) error {
 	if tn == nil || tn.closed {
 		return nil
 	}
-	_, _ = tn.nc.Write(m.Append(nil))
+	_ = tn.c.Write(m)
 	return nil
 }
 
@@ -191,14 +175,14 @@ func (t *TCPTransport) Send(n *Node, m *wire.Msg) error {
 		t.mu.Unlock()
 		return nil
 	}
-	tn.want, tn.answered = m, false
-	if _, err := tn.nc.Write(m.Append(nil)); err != nil {
-		tn.want = nil
+	n.Await(m)
+	if err := tn.c.Write(m); err != nil {
+		n.Await(nil)
 		t.mu.Unlock()
 		return nil
 	}
-	ok := t.waitFor(t.Timeout, func() bool { return tn.answered || tn.closed })
-	tn.want = nil
+	ok := t.waitFor(t.Timeout, func() bool { return n.Answered() || tn.closed })
+	n.Await(nil)
 	t.mu.Unlock()
 	if !ok {
 		return fmt.Errorf("no reply to %s within %s", m, t.Timeout)
@@ -217,14 +201,14 @@ func (t *TCPTransport) barrier() {
 	for round := 0; round < 50; round++ {
 		before := t.voteInfos()
 		for _, tn := range t.nodes {
-			if tn.closed || !tn.ready {
+			if tn.closed || !tn.n.Ready() {
 				continue
 			}
 			e := tn.n.Echo()
-			if _, err := tn.nc.Write(e.Append(nil)); err != nil {
+			if err := tn.c.Write(e); err != nil {
 				continue
 			}
-			t.waitFor(t.Timeout, func() bool { return tn.closed || tn.echoReply >= e.Seq })
+			t.waitFor(t.Timeout, func() bool { return tn.closed || tn.n.EchoReplied() >= e.Seq })
 		}
 		if round >= 1 && t.voteInfos() == before {
 			return
@@ -266,6 +250,6 @@ func (t *TCPTransport) CloseAll() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, tn := range t.nodes {
-		tn.nc.Close()
+		tn.c.Close()
 	}
 }
