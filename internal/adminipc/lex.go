@@ -36,100 +36,90 @@ func isSpace(ch byte) bool {
 // cannot tell that from an empty quoted word either). ok is false when the
 // word does not fit in Max (upstream's allocation failure).
 func (l *Lexer) Next() (tok string, ok bool) {
-	var out []byte
-	add := func(ch byte) bool {
-		out = append(out, ch)
-		return l.Max <= 0 || len(out) <= l.Max
-	}
-	size := len(l.in)
+	w := word{max: l.Max}
 	pos := l.pos
-	state := 1
-	for state != 0 {
-		var ch byte
-		if pos < size {
-			ch = l.in[pos]
+	// Every state stops, without taking the byte, at the end of the input
+	// or of the line.
+	for step := skipSpaces; step != nil && pos < len(l.in) && l.in[pos] != '\n' && l.in[pos] != '\r'; {
+		var took bool
+		step, took = step(&w, l.in[pos])
+		if took {
+			pos++
 		}
-		switch state {
-		case 1: // skip spaces; a line end stops everything
-			switch {
-			case pos >= size || ch == '\n' || ch == '\r':
-				state = 0
-			case isSpace(ch):
-				pos++
-			default:
-				state = 2
-			}
-		case 2: // word
-			switch {
-			case pos >= size:
-				state = 0
-			case ch == '\\':
-				pos++
-				state = 3
-			case ch == '"':
-				pos++
-				state = 4
-			case isSpace(ch):
-				state = 0
-			default:
-				pos++
-				if !add(ch) {
-					return "", false
-				}
-			}
-		case 3: // backslash outside quotes
-			if pos >= size || ch == '\n' || ch == '\r' {
-				state = 0
-			} else {
-				pos++
-				state = 2
-				if !add(ch) {
-					return "", false
-				}
-			}
-		case 4: // inside quotes
-			switch {
-			case pos >= size:
-				state = 0
-			case ch == '\\':
-				pos++
-				state = 5
-			case ch == '"':
-				pos++
-				state = 2
-			case ch == '\n' || ch == '\r':
-				state = 0
-			default:
-				pos++
-				if !add(ch) {
-					return "", false
-				}
-			}
-		case 5: // backslash inside quotes
-			switch {
-			case pos >= size || ch == '\n' || ch == '\r':
-				state = 0
-			case ch == '\\' || ch == '"':
-				pos++
-				state = 4
-				if !add(ch) {
-					return "", false
-				}
-			default:
-				pos++
-				state = 4
-				if !add('\\') || !add(ch) {
-					return "", false
-				}
-			}
+		if w.full {
+			return "", false
 		}
 	}
 	// upstream appends a NUL terminator, which must fit too
-	if l.Max > 0 && len(out)+1 > l.Max {
+	if l.Max > 0 && len(w.out)+1 > l.Max {
 		return "", false
 	}
 	l.pos = pos
-	return string(out), true
+	return string(w.out), true
+}
+
+// word is the word being read; full when it outgrew max.
+type word struct {
+	out  []byte
+	max  int
+	full bool
+}
+
+func (w *word) add(ch ...byte) {
+	w.out = append(w.out, ch...)
+	w.full = w.max > 0 && len(w.out) > w.max
+}
+
+// lexStep is one state of the lexer: it looks at the next byte and returns
+// the next state (nil: the word is over) and whether it took the byte.
+type lexStep func(w *word, ch byte) (lexStep, bool)
+
+func skipSpaces(_ *word, ch byte) (lexStep, bool) {
+	if isSpace(ch) {
+		return skipSpaces, true
+	}
+	return inWord, false
+}
+
+func inWord(w *word, ch byte) (lexStep, bool) {
+	switch {
+	case ch == '\\':
+		return escaped, true
+	case ch == '"':
+		return quoted, true
+	case isSpace(ch):
+		return nil, false
+	}
+	w.add(ch)
+	return inWord, true
+}
+
+// escaped: after a backslash outside quotes, any byte is taken literally.
+func escaped(w *word, ch byte) (lexStep, bool) {
+	w.add(ch)
+	return inWord, true
+}
+
+func quoted(w *word, ch byte) (lexStep, bool) {
+	switch ch {
+	case '\\':
+		return quotedEscape, true
+	case '"':
+		return inWord, true
+	}
+	w.add(ch)
+	return quoted, true
+}
+
+// quotedEscape: inside quotes only \\ and \" are escapes; any other
+// backslash is kept with the byte after it.
+func quotedEscape(w *word, ch byte) (lexStep, bool) {
+	if ch == '\\' || ch == '"' {
+		w.add(ch)
+	} else {
+		w.add('\\', ch)
+	}
+	return quoted, true
 }
 
 // cstr is s as C sees it: up to the first NUL byte. Upstream compares and

@@ -78,6 +78,35 @@ type Server struct {
 // path must be 1..107 bytes; an existing file is unlinked; the umask is
 // set around bind; the socket is chowned to GID; listen(Backlog).
 func Listen(cfg Config) (*Server, error) {
+	cfg = cfg.withDefaults()
+	if cfg.Status == nil {
+		return nil, errors.New("adminipc: no engine status configured")
+	}
+	path := cfg.Path
+	if len(path) == 0 || len(path) >= sunPathMax {
+		return nil, fmt.Errorf("create unix socket %q: %w", path, syscall.ENAMETOOLONG)
+	}
+	mask, err := parseUmask(cfg.Umask)
+	if err != nil {
+		return nil, err
+	}
+	gid, err := lookupGID(cfg.GID)
+	if err != nil {
+		return nil, err
+	}
+	fd, err := bindUnix(path, mask, gid, cfg.Backlog)
+	if err != nil {
+		return nil, err
+	}
+	ul, err := unixListener(fd, path)
+	if err != nil {
+		return nil, err
+	}
+	return &Server{cfg: cfg, ln: ul, conns: map[net.Conn]struct{}{}}, nil
+}
+
+// withDefaults fills in upstream's defaults for the limits not set.
+func (cfg Config) withDefaults() Config {
 	if cfg.Backlog <= 0 {
 		cfg.Backlog = 10
 	}
@@ -90,54 +119,58 @@ func Listen(cfg Config) (*Server, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second
 	}
-	if cfg.Status == nil {
-		return nil, errors.New("adminipc: no engine status configured")
-	}
-	path := cfg.Path
-	if len(path) == 0 || len(path) >= sunPathMax {
-		return nil, fmt.Errorf("create unix socket %q: %w", path, syscall.ENAMETOOLONG)
-	}
-	setUmask := cfg.Umask != ""
-	var mask int
-	if setUmask {
-		x, err := strconv.ParseUint(cfg.Umask, 8, 32)
-		if err != nil || x > 0o777 {
-			return nil, fmt.Errorf("local_socket_umask %q: want an octal number from 0 to 0777", cfg.Umask)
-		}
-		mask = int(x)
-	}
-	gid, err := lookupGID(cfg.GID)
-	if err != nil {
-		return nil, err
-	}
+	return cfg
+}
 
+// parseUmask reads local_socket_umask (octal); -1 when it is not set.
+func parseUmask(s string) (int, error) {
+	if s == "" {
+		return -1, nil
+	}
+	x, err := strconv.ParseUint(s, 8, 32)
+	if err != nil || x > 0o777 {
+		return 0, fmt.Errorf("local_socket_umask %q: want an octal number from 0 to 0777", s)
+	}
+	return int(x), nil
+}
+
+// bindUnix creates, binds (with umask mask unless it is -1), chowns (to
+// gid unless it is -1) and listens on the socket at path, replacing a
+// file there.
+func bindUnix(path string, mask, gid, backlog int) (int, error) {
 	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("create unix socket: %w", err)
+		return -1, fmt.Errorf("create unix socket: %w", err)
 	}
 	_ = os.Remove(path)
 	var old int
-	if setUmask {
+	if mask != -1 {
 		old = unix.Umask(mask)
 	}
 	bindErr := unix.Bind(fd, &unix.SockaddrUnix{Name: path})
-	if setUmask {
+	if mask != -1 {
 		unix.Umask(old)
 	}
 	if bindErr != nil {
 		unix.Close(fd)
-		return nil, fmt.Errorf("bind unix socket %s: %w", path, bindErr)
+		return -1, fmt.Errorf("bind unix socket %s: %w", path, bindErr)
 	}
 	if gid != -1 {
 		if err := os.Lchown(path, -1, gid); err != nil {
 			unix.Close(fd)
-			return nil, fmt.Errorf("change group of %s to %d: %w", path, gid, err)
+			return -1, fmt.Errorf("change group of %s to %d: %w", path, gid, err)
 		}
 	}
-	if err := unix.Listen(fd, cfg.Backlog); err != nil {
+	if err := unix.Listen(fd, backlog); err != nil {
 		unix.Close(fd)
-		return nil, fmt.Errorf("listen on unix socket %s: %w", path, err)
+		return -1, fmt.Errorf("listen on unix socket %s: %w", path, err)
 	}
+	return fd, nil
+}
+
+// unixListener wraps the listening socket fd in a net.UnixListener whose
+// Close unlinks path, as upstream does.
+func unixListener(fd int, path string) (*net.UnixListener, error) {
 	f := os.NewFile(uintptr(fd), path)
 	fl, err := net.FileListener(f)
 	f.Close()
@@ -152,7 +185,7 @@ func Listen(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("unix socket %s: unexpected listener %T", path, fl)
 	}
 	ul.SetUnlinkOnClose(false) // Close unlinks, as upstream
-	return &Server{cfg: cfg, ln: ul, conns: map[net.Conn]struct{}{}}, nil
+	return ul, nil
 }
 
 // lookupGID resolves local_socket_gid as upstream's utils_get_group_gid:

@@ -79,81 +79,105 @@ func toolUsage(w io.Writer) {
 
 // ToolMain is corosync-qnetd-tool: it returns the exit status.
 func ToolMain(args []string, stdout, stderr io.Writer) int {
-	op := ToolNone
-	verbose := false
-	var cluster *string
-	path := DefaultSocketPath
-
-	// GNU getopt "Hhlsvc:p:": options are processed in order, operands
-	// are skipped (permuted), "--" ends the options; -h or an error prints
-	// the usage on stdout and exits 1 at once.
-	const spec = "Hhlsvc:p:"
-	bad := func(msg string) int {
-		fmt.Fprintf(stderr, "%s: %s\n", ToolName, msg)
+	ta, problem, help := parseToolArgs(args)
+	if problem != "" {
+		fmt.Fprintf(stderr, "%s: %s\n", ToolName, problem)
+	}
+	if problem != "" || help || ta.op == ToolNone {
 		toolUsage(stdout)
 		return ExitUsage
 	}
+	return ta.run(stdout, stderr)
+}
+
+// toolArgs is what the tool's command line asks for.
+type toolArgs struct {
+	op      ToolOp
+	verbose bool
+	cluster *string
+	path    string
+}
+
+// toolOptSpec is the tool's getopt string.
+const toolOptSpec = "Hhlsvc:p:"
+
+// parseToolArgs reads the command line as GNU getopt "Hhlsvc:p:" does:
+// options are processed in order, operands are skipped (permuted), "--"
+// ends the options. It stops at the first problem (an invalid option or a
+// missing argument, in getopt's words) or at -h (help).
+func parseToolArgs(args []string) (ta toolArgs, problem string, help bool) {
+	ta.path = DefaultSocketPath
 args:
-	for i := 0; i < len(args); i++ {
+	for i := 0; i < len(args) && args[i] != "--"; i++ {
 		a := args[i]
-		if a == "--" {
-			break
-		}
 		if len(a) < 2 || a[0] != '-' {
 			continue
 		}
 		for j := 1; j < len(a); j++ {
 			ch := a[j]
-			k := strings.IndexByte(spec, ch)
-			if k < 0 || ch == ':' {
-				return bad(fmt.Sprintf("invalid option -- '%c'", ch))
-			}
-			if k+1 < len(spec) && spec[k+1] == ':' {
-				var arg string
-				switch {
-				case j+1 < len(a):
-					arg = a[j+1:]
-				case i+1 < len(args):
-					i++
-					arg = args[i]
-				default:
-					return bad(fmt.Sprintf("option requires an argument -- '%c'", ch))
+			k := strings.IndexByte(toolOptSpec, ch)
+			switch {
+			case k < 0 || ch == ':':
+				return ta, fmt.Sprintf("invalid option -- '%c'", ch), false
+			case k+1 < len(toolOptSpec) && toolOptSpec[k+1] == ':':
+				arg, at, ok := optArg(args, i, j)
+				if !ok {
+					return ta, fmt.Sprintf("option requires an argument -- '%c'", ch), false
 				}
-				if ch == 'c' {
-					v := arg
-					cluster = &v
-				} else {
-					path = arg
-				}
+				ta.setArg(ch, arg)
+				i = at
 				continue args
+			case ch == 'h':
+				return ta, "", true
 			}
-			switch ch {
-			case 'H':
-				op = ToolShutdown
-			case 'l':
-				op = ToolList
-			case 's':
-				op = ToolStatus
-			case 'v':
-				verbose = true
-			case 'h':
-				toolUsage(stdout)
-				return ExitUsage
-			}
+			ta.setFlag(ch)
 		}
 	}
-	if op == ToolNone {
-		toolUsage(stdout)
-		return ExitUsage
-	}
+	return ta, "", false
+}
 
-	f, err := dialUnix(path)
+// optArg is the argument of the option at args[i][j]: the rest of the
+// word, or else the next word (at is then its index).
+func optArg(args []string, i, j int) (arg string, at int, ok bool) {
+	switch a := args[i]; {
+	case j+1 < len(a):
+		return a[j+1:], i, true
+	case i+1 < len(args):
+		return args[i+1], i + 1, true
+	}
+	return "", i, false
+}
+
+func (ta *toolArgs) setArg(ch byte, arg string) {
+	if ch == 'c' {
+		ta.cluster = &arg
+	} else {
+		ta.path = arg
+	}
+}
+
+func (ta *toolArgs) setFlag(ch byte) {
+	switch ch {
+	case 'H':
+		ta.op = ToolShutdown
+	case 'l':
+		ta.op = ToolList
+	case 's':
+		ta.op = ToolStatus
+	case 'v':
+		ta.verbose = true
+	}
+}
+
+// run sends the command to qnetd's socket and prints its reply.
+func (ta toolArgs) run(stdout, stderr io.Writer) int {
+	f, err := dialUnix(ta.path)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: Can't connect to qnetd socket (is QNetd running?): %s\n", ToolName, strerror(err))
 		return ExitSocketConnect
 	}
 	defer f.Close()
-	cmd, ok := BuildCommand(op, verbose, cluster)
+	cmd, ok := BuildCommand(ta.op, ta.verbose, ta.cluster)
 	if !ok {
 		fmt.Fprintf(stderr, "%s: Can't store command\n", ToolName)
 		return ExitInternalError
