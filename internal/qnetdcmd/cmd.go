@@ -43,59 +43,84 @@ func Parse(args []string, environ map[string]string) (*Settings, string, error) 
 		return nil, "", fmt.Errorf("unexpected argument %q", rest[0])
 	}
 	for _, o := range opts {
-		switch o.Name {
-		case '4':
-			s.Family = "4"
-		case '6':
-			s.Family = "6"
-		case 'd':
-			s.Debug++
-		case 'f':
-			s.Foreground = true
-		case 'h':
-			return s, "help", nil
-		case 'v':
-			return s, "version", nil
-		case 'c':
-			b, ok := ParseBool(o.Arg)
-			if !ok {
-				return nil, "", fmt.Errorf("client_cert_required should be on or off (got %q)", o.Arg)
-			}
-			s.ClientCert = b
-		case 'l':
-			s.ListenAddr = o.Arg
-		case 'm':
-			x, ok := parseInt(o.Arg, 0, 1<<63-1)
-			if !ok {
-				return nil, "", fmt.Errorf("max clients value %q is invalid: want a whole number, 0 = unlimited", o.Arg)
-			}
-			s.MaxClients = x
-		case 'p':
-			// 0 (any free port, logged at start) is ours, for tests that
-			// must not guess a free port.
-			x, ok := parseInt(o.Arg, 0, 65535)
-			if !ok {
-				return nil, "", fmt.Errorf("listen port %q is invalid: want 1..65535 (0: any free port)", o.Arg)
-			}
-			s.Port = int(x)
-		case 's':
-			switch strings.ToLower(o.Arg) {
-			case "on", "off", "req":
-				s.TLS = strings.ToLower(o.Arg)
-			case "required":
-				// upstream's man page says "required" but its parser only
-				// takes "req"; accept both.
-				s.TLS = "req"
-			default:
-				return nil, "", fmt.Errorf("tls must be one of on, off, req (got %q)", o.Arg)
-			}
-		case 'S':
-			if err := s.ApplyAdvanced(o.Arg); err != nil {
-				return nil, "", err
-			}
+		action, err := s.apply(o)
+		if err != nil {
+			return nil, "", err
+		}
+		if action != "" {
+			return s, action, nil
 		}
 	}
 	return s, "", nil
+}
+
+// apply applies one command-line option; action is "help" or "version"
+// when the option asks for that instead of a run.
+func (s *Settings) apply(o getopt.Opt) (action string, err error) {
+	switch o.Name {
+	case '4':
+		s.Family = "4"
+	case '6':
+		s.Family = "6"
+	case 'd':
+		s.Debug++
+	case 'f':
+		s.Foreground = true
+	case 'h':
+		return "help", nil
+	case 'v':
+		return "version", nil
+	default:
+		return "", s.applyArg(o.Name, o.Arg)
+	}
+	return "", nil
+}
+
+// applyArg applies an option that takes an argument.
+func (s *Settings) applyArg(name byte, arg string) error {
+	switch name {
+	case 'c':
+		b, ok := ParseBool(arg)
+		if !ok {
+			return fmt.Errorf("client_cert_required should be on or off (got %q)", arg)
+		}
+		s.ClientCert = b
+	case 'l':
+		s.ListenAddr = arg
+	case 'm':
+		x, ok := parseInt(arg, 0, 1<<63-1)
+		if !ok {
+			return fmt.Errorf("max clients value %q is invalid: want a whole number, 0 = unlimited", arg)
+		}
+		s.MaxClients = x
+	case 'p':
+		// 0 (any free port, logged at start) is ours, for tests that
+		// must not guess a free port.
+		x, ok := parseInt(arg, 0, 65535)
+		if !ok {
+			return fmt.Errorf("listen port %q is invalid: want 1..65535 (0: any free port)", arg)
+		}
+		s.Port = int(x)
+	case 's':
+		return s.setTLS(arg)
+	case 'S':
+		return s.ApplyAdvanced(arg)
+	}
+	return nil
+}
+
+func (s *Settings) setTLS(arg string) error {
+	switch strings.ToLower(arg) {
+	case "on", "off", "req":
+		s.TLS = strings.ToLower(arg)
+	case "required":
+		// upstream's man page says "required" but its parser only
+		// takes "req"; accept both.
+		s.TLS = "req"
+	default:
+		return fmt.Errorf("tls must be one of on, off, req (got %q)", arg)
+	}
+	return nil
 }
 
 // VersionText is what -v prints.

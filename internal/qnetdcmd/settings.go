@@ -124,83 +124,93 @@ func invalid(name, value, want string) error {
 }
 
 func (s *Settings) setAdvanced(name, v string) error {
-	intOpt := func(dst *int64, min, max int64, want string) error {
+	set := advancedOpts[name]
+	if set == nil {
+		return fmt.Errorf("Unknown option '%s'", name)
+	}
+	return set(s, name, v)
+}
+
+// advancedOpt checks and stores one -S option's value.
+type advancedOpt func(s *Settings, name, v string) error
+
+// advancedOpts describes every -S option, with upstream's bounds.
+var advancedOpts = map[string]advancedOpt{
+	"listen_backlog":                      intOpt(func(s *Settings) *int64 { return &s.ListenBacklog }, 1, math.MaxInt32, "1..2147483647"),
+	"max_client_send_buffers":             intOpt(func(s *Settings) *int64 { return &s.MaxClientSendBuffers }, 2, math.MaxInt64, "an integer of at least 2"),
+	"max_client_send_size":                intOpt(func(s *Settings) *int64 { return &s.MaxClientSendSize }, 16, math.MaxInt64, "an integer of at least 16"),
+	"max_client_receive_size":             intOpt(func(s *Settings) *int64 { return &s.MaxClientReceiveSize }, 16, math.MaxInt64, "an integer of at least 16"),
+	"nss_db_dir":                          strOpt(func(s *Settings) *string { return &s.NSSDBDir }),
+	"cert_nickname":                       strOpt(func(s *Settings) *string { return &s.CertNickname }),
+	"heartbeat_interval_min":              intOpt(func(s *Settings) *int64 { return &s.HeartbeatIntervalMin }, 1, math.MaxUint32, "1..4294967295 (ms)"),
+	"heartbeat_interval_max":              intOpt(func(s *Settings) *int64 { return &s.HeartbeatIntervalMax }, 1, math.MaxUint32, "1..4294967295 (ms)"),
+	"dpd_enabled":                         boolOpt(func(s *Settings) *bool { return &s.DPDEnabled }),
+	"dpd_interval_coefficient":            setDPDCoefficient,
+	"dpd_interval":                        setDPDInterval,
+	"lock_file":                           strOpt(func(s *Settings) *string { return &s.LockFile }),
+	"local_socket_file":                   strOpt(func(s *Settings) *string { return &s.LocalSocketFile }),
+	"local_socket_umask":                  setUmask,
+	"local_socket_gid":                    strOpt(func(s *Settings) *string { return &s.LocalSocketGID }),
+	"local_socket_backlog":                intOpt(func(s *Settings) *int64 { return &s.LocalSocketBacklog }, 1, math.MaxInt32, "1..2147483647"),
+	"ipc_max_clients":                     intOpt(func(s *Settings) *int64 { return &s.IPCMaxClients }, 0, math.MaxInt64, "an integer of at least 0"),
+	"ipc_max_receive_size":                intOpt(func(s *Settings) *int64 { return &s.IPCMaxReceiveSize }, 1024, math.MaxInt64, "an integer of at least 1024"),
+	"ipc_max_send_size":                   intOpt(func(s *Settings) *int64 { return &s.IPCMaxSendSize }, 1024, math.MaxInt64, "an integer of at least 1024"),
+	"keep_active_partition_tie_breaker":   boolOpt(func(s *Settings) *bool { return &s.KAPTieBreaker }),
+	"init_timeout":                        intOpt(func(s *Settings) *int64 { return &s.InitTimeout }, 0, math.MaxUint32, "0..4294967295 (ms, 0 = none)"),
+	"max_clients_before_init":             intOpt(func(s *Settings) *int64 { return &s.MaxClientsBeforeInit }, 0, math.MaxInt32, "0..2147483647 (0 = no limit)"),
+	"max_clients_before_init_per_address": intOpt(func(s *Settings) *int64 { return &s.MaxClientsBeforeInitPerAddress }, 0, math.MaxInt32, "0..2147483647 (0 = no limit)"),
+	"fd_reserve":                          intOpt(func(s *Settings) *int64 { return &s.FDReserve }, 0, math.MaxInt32, "0..2147483647"),
+}
+
+func intOpt(field func(*Settings) *int64, min, max int64, want string) advancedOpt {
+	return func(s *Settings, name, v string) error {
 		x, ok := parseInt(v, min, max)
 		if !ok {
 			return invalid(name, v, want)
 		}
-		*dst = x
+		*field(s) = x
 		return nil
 	}
-	boolOpt := func(dst *bool) error {
+}
+
+func boolOpt(field func(*Settings) *bool) advancedOpt {
+	return func(s *Settings, name, v string) error {
 		b, ok := ParseBool(v)
 		if !ok {
 			return invalid(name, v, "on/off, yes/no or 1/0")
 		}
-		*dst = b
+		*field(s) = b
 		return nil
 	}
-	const llMax = math.MaxInt64
-	switch name {
-	case "listen_backlog":
-		return intOpt(&s.ListenBacklog, 1, math.MaxInt32, "1..2147483647")
-	case "max_client_send_buffers":
-		return intOpt(&s.MaxClientSendBuffers, 2, llMax, "an integer of at least 2")
-	case "max_client_send_size":
-		return intOpt(&s.MaxClientSendSize, 16, llMax, "an integer of at least 16")
-	case "max_client_receive_size":
-		return intOpt(&s.MaxClientReceiveSize, 16, llMax, "an integer of at least 16")
-	case "nss_db_dir":
-		s.NSSDBDir = v
-	case "cert_nickname":
-		s.CertNickname = v
-	case "heartbeat_interval_min":
-		return intOpt(&s.HeartbeatIntervalMin, 1, math.MaxUint32, "1..4294967295 (ms)")
-	case "heartbeat_interval_max":
-		return intOpt(&s.HeartbeatIntervalMax, 1, math.MaxUint32, "1..4294967295 (ms)")
-	case "dpd_enabled":
-		return boolOpt(&s.DPDEnabled)
-	case "dpd_interval_coefficient":
-		f, err := strconv.ParseFloat(v, 64)
-		if err != nil || f < 1 || f > 1000 {
-			return invalid(name, v, "a number from 1 to 1000")
-		}
-		s.DPDIntervalCoefficient = f
-	case "dpd_interval":
-		s.Warnings = append(s.Warnings, "dpd_interval option is deprecated and has no effect; use dpd_interval_coefficient")
-	case "lock_file":
-		s.LockFile = v
-	case "local_socket_file":
-		s.LocalSocketFile = v
-	case "local_socket_umask":
-		if v != "" {
-			if x, err := strconv.ParseUint(v, 8, 32); err != nil || x > 0o777 {
-				return invalid(name, v, "an octal number from 0 to 0777, or empty")
-			}
-		}
-		s.LocalSocketUmask = v
-	case "local_socket_gid":
-		s.LocalSocketGID = v
-	case "local_socket_backlog":
-		return intOpt(&s.LocalSocketBacklog, 1, math.MaxInt32, "1..2147483647")
-	case "ipc_max_clients":
-		return intOpt(&s.IPCMaxClients, 0, llMax, "an integer of at least 0")
-	case "ipc_max_receive_size":
-		return intOpt(&s.IPCMaxReceiveSize, 1024, llMax, "an integer of at least 1024")
-	case "ipc_max_send_size":
-		return intOpt(&s.IPCMaxSendSize, 1024, llMax, "an integer of at least 1024")
-	case "keep_active_partition_tie_breaker":
-		return boolOpt(&s.KAPTieBreaker)
-	case "init_timeout":
-		return intOpt(&s.InitTimeout, 0, math.MaxUint32, "0..4294967295 (ms, 0 = none)")
-	case "max_clients_before_init":
-		return intOpt(&s.MaxClientsBeforeInit, 0, math.MaxInt32, "0..2147483647 (0 = no limit)")
-	case "max_clients_before_init_per_address":
-		return intOpt(&s.MaxClientsBeforeInitPerAddress, 0, math.MaxInt32, "0..2147483647 (0 = no limit)")
-	case "fd_reserve":
-		return intOpt(&s.FDReserve, 0, math.MaxInt32, "0..2147483647")
-	default:
-		return fmt.Errorf("Unknown option '%s'", name)
+}
+
+func strOpt(field func(*Settings) *string) advancedOpt {
+	return func(s *Settings, _, v string) error {
+		*field(s) = v
+		return nil
 	}
+}
+
+func setDPDCoefficient(s *Settings, name, v string) error {
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || f < 1 || f > 1000 {
+		return invalid(name, v, "a number from 1 to 1000")
+	}
+	s.DPDIntervalCoefficient = f
+	return nil
+}
+
+func setDPDInterval(s *Settings, _, _ string) error {
+	s.Warnings = append(s.Warnings, "dpd_interval option is deprecated and has no effect; use dpd_interval_coefficient")
+	return nil
+}
+
+func setUmask(s *Settings, name, v string) error {
+	if v != "" {
+		if x, err := strconv.ParseUint(v, 8, 32); err != nil || x > 0o777 {
+			return invalid(name, v, "an octal number from 0 to 0777, or empty")
+		}
+	}
+	s.LocalSocketUmask = v
 	return nil
 }
