@@ -95,46 +95,81 @@ func LoadOptions(path string) (Options, error) {
 
 // Validate checks every option; the first problem is returned.
 func (o Options) Validate() error {
+	for _, check := range []func() error{o.checkPort, o.checkLogLevel, o.checkPairingPort, o.checkPcsPort,
+		o.checkEventHoldTime, o.checkMetrics, o.checkSecrets, o.checkLists} {
+		if err := check(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (o Options) checkPort() error {
 	if o.Port < 1 || o.Port > 65535 {
 		return &OptionError{"port", o.Port, "a TCP port from 1 to 65535 (corosync-qdevice uses 5403)"}
 	}
+	return nil
+}
+
+func (o Options) checkLogLevel() error {
 	if _, ok := LogLevels[o.LogLevel]; !ok {
 		return &OptionError{"log_level", fmt.Sprintf("%q", o.LogLevel), "one of trace, debug, info, notice, warning, error, fatal"}
 	}
-	if o.PairingEnabled {
-		if o.PairingPort < 1 || o.PairingPort > 65535 {
-			return &OptionError{"pairing_port", o.PairingPort, "a TCP port from 1 to 65535 (pvecm uses 22)"}
-		}
-		if o.PairingPort == o.Port {
-			return &OptionError{"pairing_port", o.PairingPort, fmt.Sprintf("a port other than the qnetd port (%d)", o.Port)}
-		}
+	return nil
+}
+
+func (o Options) checkPairingPort() error {
+	switch {
+	case !o.PairingEnabled:
+	case o.PairingPort < 1 || o.PairingPort > 65535:
+		return &OptionError{"pairing_port", o.PairingPort, "a TCP port from 1 to 65535 (pvecm uses 22)"}
+	case o.PairingPort == o.Port:
+		return &OptionError{"pairing_port", o.PairingPort, fmt.Sprintf("a port other than the qnetd port (%d)", o.Port)}
 	}
-	if o.PcsEnabled {
-		if o.PcsPort < 1 || o.PcsPort > 65535 {
-			return &OptionError{"pcs_port", o.PcsPort, "a TCP port from 1 to 65535 (pcs uses 2224)"}
-		}
-		if o.PcsPort == o.Port {
-			return &OptionError{"pcs_port", o.PcsPort, fmt.Sprintf("a port other than the qnetd port (%d)", o.Port)}
-		}
-		if o.PairingEnabled && o.PcsPort == o.PairingPort {
-			return &OptionError{"pcs_port", o.PcsPort, fmt.Sprintf("a port other than the pairing port (%d)", o.PairingPort)}
-		}
+	return nil
+}
+
+func (o Options) checkPcsPort() error {
+	switch {
+	case !o.PcsEnabled:
+	case o.PcsPort < 1 || o.PcsPort > 65535:
+		return &OptionError{"pcs_port", o.PcsPort, "a TCP port from 1 to 65535 (pcs uses 2224)"}
+	case o.PcsPort == o.Port:
+		return &OptionError{"pcs_port", o.PcsPort, fmt.Sprintf("a port other than the qnetd port (%d)", o.Port)}
+	case o.PairingEnabled && o.PcsPort == o.PairingPort:
+		return &OptionError{"pcs_port", o.PcsPort, fmt.Sprintf("a port other than the pairing port (%d)", o.PairingPort)}
 	}
+	return nil
+}
+
+func (o Options) checkEventHoldTime() error {
 	if o.EventHoldTime < 0 || o.EventHoldTime > 3600 {
 		return &OptionError{"event_hold_time", o.EventHoldTime, "seconds from 0 to 3600 (0: an event for every change; 10 lets a qdevice restart pass quietly)"}
 	}
-	if o.MetricsPort < 0 || o.MetricsPort > 65535 {
-		return &OptionError{"metrics_port", o.MetricsPort, "0 (off) or a TCP port from 1 to 65535 for Prometheus, e.g. 9403"}
+	return nil
+}
+
+func (o Options) checkMetrics() error {
+	switch m := o.MetricsPort; {
+	case m < 0 || m > 65535:
+		return &OptionError{"metrics_port", m, "0 (off) or a TCP port from 1 to 65535 for Prometheus, e.g. 9403"}
+	case m != 0 && (m == o.Port || (o.PairingEnabled && m == o.PairingPort) || (o.PcsEnabled && m == o.PcsPort)):
+		return &OptionError{"metrics_port", m, "a port other than the qnetd, pairing and pcs ports, e.g. 9403"}
 	}
-	if o.MetricsPort != 0 && (o.MetricsPort == o.Port || (o.PairingEnabled && o.MetricsPort == o.PairingPort) || (o.PcsEnabled && o.MetricsPort == o.PcsPort)) {
-		return &OptionError{"metrics_port", o.MetricsPort, "a port other than the qnetd, pairing and pcs ports, e.g. 9403"}
-	}
+	return nil
+}
+
+func (o Options) checkSecrets() error {
 	if o.MetricsToken != "" && len(o.MetricsToken) < 16 {
 		return &OptionError{"metrics_token", "(hidden)", "at least 16 characters (e.g. from: openssl rand -hex 16), or empty for none"}
 	}
 	if o.PairingPassword != "" && len(o.PairingPassword) < 8 {
 		return &OptionError{"pairing_password", "(hidden)", "at least 8 characters, or empty to allow only keys"}
 	}
+	return nil
+}
+
+func (o Options) checkLists() error {
 	for i, c := range o.ForgetClusters {
 		if err := certname.Check(c); err != nil {
 			return &OptionError{fmt.Sprintf("forget_clusters[%d]", i), fmt.Sprintf("%q", abbreviate(c)),
