@@ -254,67 +254,102 @@ func (ss *session) installKeys(ch ssh.Channel) int {
 // refused. Signing is on behalf of the session's key: a cluster name
 // another key had signed first is refused (pki.SignFor).
 func (ss *session) certutil(stdout, stderr io.Writer, args []string) int {
-	const prog = "corosync-qnetd-certutil"
-	opts, operands, err := getopt.Parse(args, "FGhisc:n:d:I:")
-	if err != nil {
-		fmt.Fprintf(stderr, "%s: %v\n", prog, err)
-		return 1
-	}
-	if len(operands) > 0 {
-		fmt.Fprintf(stderr, "%s: unexpected argument %q\n", prog, clip(operands[0]))
-		return 1
-	}
-	var op, csr, cluster string
-	margs := []string{}
-	for _, o := range opts {
-		switch o.Name {
-		case 'd', 'I', 'F':
-			fmt.Fprintf(stderr, "%s: option -%c is not available over SSH: the pairing endpoint signs and serves the certificates of %s only; "+
-				"the administrator of this qnetd runs it locally\n", prog, o.Name, NSSDBPath)
-			ss.s.log.Warn().Str("addr", ss.ip).Strs("args", args).Str("option", "-"+string(o.Name)).
-				Msg("pairing: refused a corosync-qnetd-certutil option that is for the administrator only")
-			return ExitRefused
-		case 'c':
-			csr = o.Arg
-			n, err := ss.s.resolve(o.Arg)
-			if !path.IsAbs(o.Arg) || err != nil || n.kind != vTmpFile {
-				fmt.Fprintf(stderr, "%s: over SSH only certificate requests uploaded to %s or as %s/%sCLUSTER can be signed, not %q\n", prog, TmpPath, NSSDBPath, CRQPrefix, clip(o.Arg))
-				ss.s.log.Warn().Str("addr", ss.ip).Str("file", clip(o.Arg)).Msg("pairing: refused to sign a request outside " + TmpPath)
-				return ExitRefused
-			}
-			if fi, err := os.Lstat(n.real); err == nil && !fi.Mode().IsRegular() {
-				fmt.Fprintf(stderr, "%s: %s is not a regular file\n", prog, n.vpath)
-				return ExitRefused
-			}
-			margs = append(margs, "-c", n.real)
-		case 'n':
-			cluster = o.Arg
-			margs = append(margs, "-n", o.Arg)
-		case 'i', 's', 'h':
-			op = string(o.Name)
-			margs = append(margs, "-"+op)
-		case 'G':
-		}
+	req, code := ss.certutilRequest(stderr, args)
+	if code != 0 {
+		return code
 	}
 	var out, errb bytes.Buffer
 	var outcome certutilcmd.Outcome
 	id := ss.identity
 	ss.s.certMu.Lock()
-	code := certutilcmd.Run(margs, map[string]string{"QNETD_NSS_DB_DIR": ss.s.pkiDir},
+	code = certutilcmd.Run(req.margs, map[string]string{"QNETD_NSS_DB_DIR": ss.s.pkiDir},
 		certutilcmd.Options{Identity: &id, Outcome: &outcome}, &out, &errb, ss.s.now)
 	ss.s.certMu.Unlock()
 	_, _ = stdout.Write(ss.s.rewritePaths(out.Bytes()))
 	_, _ = stderr.Write(ss.s.rewritePaths(errb.Bytes()))
 	msg := strings.TrimSpace(string(ss.s.rewritePaths(errb.Bytes())))
+	ss.logCertutil(args, req, id, code, msg, outcome)
+	return code
+}
+
+// certutilReq is a certutil command line as it may run here: margs for
+// certutilcmd (paths made real), the operation (i, s or h) and, for the
+// log, the request file and cluster named.
+type certutilReq struct {
+	margs            []string
+	op, csr, cluster string
+}
+
+// certutilRequest checks a certutil command line; code is non-zero (with
+// the reason on stderr) when it may not run.
+func (ss *session) certutilRequest(stderr io.Writer, args []string) (req certutilReq, code int) {
+	opts, operands, err := getopt.Parse(args, "FGhisc:n:d:I:")
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", certutilProg, err)
+		return req, 1
+	}
+	if len(operands) > 0 {
+		fmt.Fprintf(stderr, "%s: unexpected argument %q\n", certutilProg, clip(operands[0]))
+		return req, 1
+	}
+	req.margs = []string{}
+	for _, o := range opts {
+		switch o.Name {
+		case 'd', 'I', 'F':
+			fmt.Fprintf(stderr, "%s: option -%c is not available over SSH: the pairing endpoint signs and serves the certificates of %s only; "+
+				"the administrator of this qnetd runs it locally\n", certutilProg, o.Name, NSSDBPath)
+			ss.s.log.Warn().Str("addr", ss.ip).Strs("args", args).Str("option", "-"+string(o.Name)).
+				Msg("pairing: refused a corosync-qnetd-certutil option that is for the administrator only")
+			return req, ExitRefused
+		case 'c':
+			req.csr = o.Arg
+			real, code := ss.requestFile(stderr, o.Arg)
+			if code != 0 {
+				return req, code
+			}
+			req.margs = append(req.margs, "-c", real)
+		case 'n':
+			req.cluster = o.Arg
+			req.margs = append(req.margs, "-n", o.Arg)
+		case 'i', 's', 'h':
+			req.op = string(o.Name)
+			req.margs = append(req.margs, "-"+req.op)
+		}
+	}
+	return req, 0
+}
+
+const certutilProg = "corosync-qnetd-certutil"
+
+// requestFile is the real path of a certificate request to sign: only a
+// regular file uploaded to /tmp (or as the NSS database's request) is.
+func (ss *session) requestFile(stderr io.Writer, arg string) (real string, code int) {
+	n, err := ss.s.resolve(arg)
+	if !path.IsAbs(arg) || err != nil || n.kind != vTmpFile {
+		fmt.Fprintf(stderr, "%s: over SSH only certificate requests uploaded to %s or as %s/%sCLUSTER can be signed, not %q\n", certutilProg, TmpPath, NSSDBPath, CRQPrefix, clip(arg))
+		ss.s.log.Warn().Str("addr", ss.ip).Str("file", clip(arg)).Msg("pairing: refused to sign a request outside " + TmpPath)
+		return "", ExitRefused
+	}
+	if fi, err := os.Lstat(n.real); err == nil && !fi.Mode().IsRegular() {
+		fmt.Fprintf(stderr, "%s: %s is not a regular file\n", certutilProg, n.vpath)
+		return "", ExitRefused
+	}
+	return n.real, 0
+}
+
+// logCertutil logs what a certutil run did: the CA initialised, a
+// certificate signed (and how the key came to own the name), a name
+// refused because another key owns it, or a failure.
+func (ss *session) logCertutil(args []string, req certutilReq, id pki.Identity, code int, msg string, outcome certutilcmd.Outcome) {
 	log := ss.s.log
 	var owned *pki.OwnedError
 	switch {
-	case op == "i" && code == 0:
+	case req.op == "i" && code == 0:
 		log.Info().Str("addr", ss.ip).Msg("pairing: certificate authority initialised")
-	case op == "i" && strings.Contains(msg, "already exists"):
+	case req.op == "i" && strings.Contains(msg, "already exists"):
 		log.Info().Str("addr", ss.ip).Msg("pairing: asked to initialise the certificate authority: it exists already (normal)")
-	case op == "s" && code == 0:
-		ev := log.Info().Str("addr", ss.ip).Str("cluster", cluster).Str("request", csr).Str("key", id.Label)
+	case req.op == "s" && code == 0:
+		ev := log.Info().Str("addr", ss.ip).Str("cluster", req.cluster).Str("request", req.csr).Str("key", id.Label)
 		switch outcome.Result.Claim {
 		case pki.ClaimLegacy:
 			ev.Msg("pairing: signed certificate for a cluster signed before owners were recorded; this key owns the cluster name now")
@@ -323,8 +358,8 @@ func (ss *session) certutil(stdout, stderr io.Writer, args []string) int {
 		default:
 			ev.Msg("pairing: signed certificate again for a cluster this key owns")
 		}
-	case op == "s" && errors.As(outcome.Err, &owned):
-		log.Warn().Str("addr", ss.ip).Str("cluster", cluster).Str("key", id.Label).Str("owner", owned.Owner.Label).
+	case req.op == "s" && errors.As(outcome.Err, &owned):
+		log.Warn().Str("addr", ss.ip).Str("cluster", req.cluster).Str("key", id.Label).Str("owner", owned.Owner.Label).
 			Time("owner_since", owned.Owner.Claimed).
 			Msg("pairing: refused to sign a cluster name that another key owns; if the request is legitimate, forget the cluster " +
 				"(on the status page, or with corosync-qnetd-certutil -F -n CLUSTER) and have the node sign again")
@@ -332,7 +367,6 @@ func (ss *session) certutil(stdout, stderr io.Writer, args []string) int {
 		log.Warn().Str("addr", ss.ip).Strs("args", args).Int("exit", code).Str("error", msg).
 			Msg("pairing: corosync-qnetd-certutil failed")
 	}
-	return code
 }
 
 // tool runs read-only corosync-qnetd-tool commands (-s, -l, -v, -c).
@@ -390,6 +424,7 @@ func splitWords(line string) ([]string, error) {
 	inWord := false
 	for i := 0; i < len(line); i++ {
 		c := line[i]
+		var err error
 		switch {
 		case c == ' ' || c == '\t':
 			if inWord {
@@ -397,50 +432,64 @@ func splitWords(line string) ([]string, error) {
 				cur.Reset()
 				inWord = false
 			}
+			continue
 		case c == '\'':
-			j := strings.IndexByte(line[i+1:], '\'')
-			if j < 0 {
-				return nil, errors.New("unterminated quote")
-			}
-			cur.WriteString(line[i+1 : i+1+j])
-			i += j + 1
-			inWord = true
+			i, err = singleQuoted(line, i, &cur)
 		case c == '"':
-			i++
-			for ; i < len(line) && line[i] != '"'; i++ {
-				switch line[i] {
-				case '$', '`':
-					return nil, errors.New("expansion")
-				case '\\':
-					if i+1 < len(line) && strings.IndexByte("\"\\$`", line[i+1]) >= 0 {
-						i++
-					}
-				}
-				cur.WriteByte(line[i])
-			}
-			if i >= len(line) {
-				return nil, errors.New("unterminated quote")
-			}
-			inWord = true
+			i, err = doubleQuoted(line, i, &cur)
 		case c == '\\':
 			if i+1 >= len(line) || line[i+1] == '\n' {
 				return nil, errors.New("trailing backslash")
 			}
 			i++
 			cur.WriteByte(line[i])
-			inWord = true
 		case strings.IndexByte(";|&<>()$`*?[]{}\n\r\x00", c) >= 0,
 			c == '~' && !inWord, c == '#' && !inWord:
 			return nil, fmt.Errorf("shell syntax %q", c)
 		default:
 			cur.WriteByte(c)
-			inWord = true
 		}
+		if err != nil {
+			return nil, err
+		}
+		inWord = true
 	}
 	if inWord {
 		words = append(words, cur.String())
 	}
 	return words, nil
+}
+
+// singleQuoted copies the text of the '...' starting at line[i] to cur
+// and returns the index of its closing quote.
+func singleQuoted(line string, i int, cur *strings.Builder) (int, error) {
+	j := strings.IndexByte(line[i+1:], '\'')
+	if j < 0 {
+		return i, errors.New("unterminated quote")
+	}
+	cur.WriteString(line[i+1 : i+1+j])
+	return i + j + 1, nil
+}
+
+// doubleQuoted copies the text of the "..." starting at line[i] to cur,
+// with \", \\, \$ and \` unescaped, and returns the index of its closing
+// quote. An expansion ($ or `) is an error.
+func doubleQuoted(line string, i int, cur *strings.Builder) (int, error) {
+	for i++; i < len(line) && line[i] != '"'; i++ {
+		switch line[i] {
+		case '$', '`':
+			return i, errors.New("expansion")
+		case '\\':
+			if i+1 < len(line) && strings.IndexByte("\"\\$`", line[i+1]) >= 0 {
+				i++
+			}
+		}
+		cur.WriteByte(line[i])
+	}
+	if i >= len(line) {
+		return i, errors.New("unterminated quote")
+	}
+	return i, nil
 }
 
 // realTmp maps a /tmp file's virtual path to the real one (for tests).

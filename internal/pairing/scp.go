@@ -148,16 +148,7 @@ func (ss *session) scpSource(ch ssh.Channel, file string, preserve bool) int {
 // scpSink receives files into /tmp: the target is /tmp (files keep their
 // names) or /tmp/NAME.
 func (ss *session) scpSink(ch ssh.Channel, target string) int {
-	n, err := ss.s.resolve(target)
-	fixedName := ""
-	switch {
-	case err != nil:
-	case n.kind == vDir && n.vpath == TmpPath:
-	case n.kind == vTmpFile:
-		fixedName = path.Base(n.vpath)
-	default:
-		err = errReadOnly
-	}
+	fixedName, err := ss.sinkTarget(target)
 	if err != nil {
 		scpErr(ch, 2, "%s: Permission denied: only %s and %s/%sCLUSTER are writable", clip(target), TmpPath, NSSDBPath, CRQPrefix)
 		ss.s.log.Warn().Str("addr", ss.ip).Str("target", clip(target)).Msg("pairing: scp upload refused: only " + TmpPath + " and " + NSSDBPath + "/" + CRQPrefix + "CLUSTER are writable")
@@ -171,79 +162,122 @@ func (ss *session) scpSink(ch ssh.Channel, target string) int {
 		if err != nil {
 			break // EOF: the client is done
 		}
-		line, err := readLine(r)
-		if err != nil {
-			scpErr(ch, 2, "protocol error: %v", err)
+		switch ss.scpRecord(ch, r, c, fixedName) {
+		case scpAbort:
 			return 1
-		}
-		switch c {
-		case 'T':
-			_, _ = ch.Write([]byte{0})
-			continue
-		case 1, 2:
-			ss.s.log.Warn().Str("addr", ss.ip).Str("message", clip(line)).Msg("pairing: scp client reported an error")
-			if c == 2 {
-				return 1
-			}
+		case scpFailed:
 			errs++
-			continue
-		case 'C':
-		default:
-			scpErr(ch, 2, "directories are not allowed")
-			ss.s.log.Warn().Str("addr", ss.ip).Msg("pairing: scp upload refused: directories are not allowed")
-			return 1
 		}
-		// C<mode> <size> <name>
-		parts := strings.SplitN(line, " ", 3)
-		if len(parts) != 3 || len(parts[0]) != 4 {
-			scpErr(ch, 2, "protocol error: bad file line")
-			return 1
-		}
-		if _, err := strconv.ParseUint(parts[0], 8, 32); err != nil {
-			scpErr(ch, 2, "protocol error: bad mode")
-			return 1
-		}
-		size, err := strconv.ParseInt(parts[1], 10, 64)
-		if err != nil || size < 0 {
-			scpErr(ch, 2, "protocol error: bad size")
-			return 1
-		}
-		name := parts[2]
-		if fixedName != "" {
-			name = fixedName
-		}
-		var why error
-		switch {
-		case !tmpName(name):
-			why = fmt.Errorf("%q: %w", clip(name), errNotAllowed)
-		case size > MaxUpload:
-			why = errTooBig
-		}
-		if why != nil {
-			scpErr(ch, 1, "%s: %v", clip(name), why)
-			ss.s.log.Warn().Str("addr", ss.ip).Str("file", clip(name)).Int64("bytes", size).
-				AnErr("reason", why).Msg("pairing: scp upload refused")
-			errs++
-			continue // the client does not send the data
-		}
-		_, _ = ch.Write([]byte{0})
-		data := make([]byte, size)
-		if _, err := io.ReadFull(r, data); err != nil {
-			return 1
-		}
-		if err := scpAck(r); err != nil {
-			errs++
-			continue
-		}
-		if err := ss.s.storeUpload(name, data, ss.ip); err != nil {
-			scpErr(ch, 1, "%s: %v", name, err)
-			errs++
-			continue
-		}
-		_, _ = ch.Write([]byte{0})
 	}
 	if errs > 0 {
 		return 1
 	}
 	return 0
+}
+
+// sinkTarget checks an upload's target: /tmp, or a file in it, whose name
+// then replaces the names the client sends.
+func (ss *session) sinkTarget(target string) (fixedName string, err error) {
+	n, err := ss.s.resolve(target)
+	switch {
+	case err != nil:
+		return "", err
+	case n.kind == vDir && n.vpath == TmpPath:
+		return "", nil
+	case n.kind == vTmpFile:
+		return path.Base(n.vpath), nil
+	}
+	return "", errReadOnly
+}
+
+// scpResult is how one record of an upload went.
+type scpResult int
+
+const (
+	scpOK     scpResult = iota
+	scpFailed           // this file failed; the upload goes on
+	scpAbort            // the upload ends
+)
+
+// scpRecord handles one record of the upload stream whose type byte c was
+// read: a time stamp, an error from the client, or a file.
+func (ss *session) scpRecord(ch ssh.Channel, r *bufio.Reader, c byte, fixedName string) scpResult {
+	line, err := readLine(r)
+	if err != nil {
+		scpErr(ch, 2, "protocol error: %v", err)
+		return scpAbort
+	}
+	switch c {
+	case 'T':
+		_, _ = ch.Write([]byte{0})
+		return scpOK
+	case 1, 2:
+		ss.s.log.Warn().Str("addr", ss.ip).Str("message", clip(line)).Msg("pairing: scp client reported an error")
+		if c == 2 {
+			return scpAbort
+		}
+		return scpFailed
+	case 'C':
+		return ss.scpFile(ch, r, line, fixedName)
+	}
+	scpErr(ch, 2, "directories are not allowed")
+	ss.s.log.Warn().Str("addr", ss.ip).Msg("pairing: scp upload refused: directories are not allowed")
+	return scpAbort
+}
+
+// scpFile receives one file announced by line ("<mode> <size> <name>",
+// after the C) and stores it, or refuses it before its data is sent.
+func (ss *session) scpFile(ch ssh.Channel, r *bufio.Reader, line, fixedName string) scpResult {
+	size, name, bad := parseSCPFile(line)
+	if bad != "" {
+		scpErr(ch, 2, "protocol error: %s", bad)
+		return scpAbort
+	}
+	if fixedName != "" {
+		name = fixedName
+	}
+	var why error
+	switch {
+	case !tmpName(name):
+		why = fmt.Errorf("%q: %w", clip(name), errNotAllowed)
+	case size > MaxUpload:
+		why = errTooBig
+	}
+	if why != nil {
+		scpErr(ch, 1, "%s: %v", clip(name), why)
+		ss.s.log.Warn().Str("addr", ss.ip).Str("file", clip(name)).Int64("bytes", size).
+			AnErr("reason", why).Msg("pairing: scp upload refused")
+		return scpFailed // the client does not send the data
+	}
+	_, _ = ch.Write([]byte{0})
+	data := make([]byte, size)
+	if _, err := io.ReadFull(r, data); err != nil {
+		return scpAbort
+	}
+	if err := scpAck(r); err != nil {
+		return scpFailed
+	}
+	if err := ss.s.storeUpload(name, data, ss.ip); err != nil {
+		scpErr(ch, 1, "%s: %v", name, err)
+		return scpFailed
+	}
+	_, _ = ch.Write([]byte{0})
+	return scpOK
+}
+
+// parseSCPFile reads a file record's "<mode> <size> <name>"; bad says
+// what is wrong with it.
+func parseSCPFile(line string) (size int64, name, bad string) {
+	parts := strings.SplitN(line, " ", 3)
+	if len(parts) != 3 || len(parts[0]) != 4 {
+		return 0, "", "bad file line"
+	}
+	if _, err := strconv.ParseUint(parts[0], 8, 32); err != nil {
+		return 0, "", "bad mode"
+	}
+	size, err := strconv.ParseInt(parts[1], 10, 64)
+	if err != nil || size < 0 {
+		return 0, "", "bad size"
+	}
+	return size, parts[2], ""
 }

@@ -320,27 +320,26 @@ func (sb *sandbox) command(ctx context.Context, hc interp.HandlerContext, args [
 // sudoCommand strips sudo's options that keep the user root; the
 // session is root already.
 func sudoCommand(args []string) ([]string, error) {
+	errUser := errors.New("only root is available on this endpoint")
 	for len(args) > 0 {
 		a := args[0]
 		switch {
 		case a == "--":
-			args = args[1:]
-			if len(args) == 0 {
+			if len(args) == 1 {
 				return nil, errors.New("no command")
 			}
-			return args, nil
+			return args[1:], nil
 		case a == "-u" || a == "--user":
-			if len(args) < 2 || (args[1] != "root" && args[1] != "#0") {
-				return nil, errors.New("only root is available on this endpoint")
+			if len(args) < 2 || !rootUser(args[1]) {
+				return nil, errUser
 			}
 			args = args[2:]
 		case strings.HasPrefix(a, "--user="):
-			if v := strings.TrimPrefix(a, "--user="); v != "root" && v != "#0" {
-				return nil, errors.New("only root is available on this endpoint")
+			if !rootUser(strings.TrimPrefix(a, "--user=")) {
+				return nil, errUser
 			}
 			args = args[1:]
-		case a == "-H" || a == "-E" || a == "-n" || a == "-S" || a == "-HE" || a == "-EH" ||
-			a == "--set-home" || a == "--preserve-env" || a == "--non-interactive" || a == "--stdin":
+		case sudoHarmless[a]:
 			args = args[1:]
 		case strings.HasPrefix(a, "-"):
 			return nil, fmt.Errorf("option %s is not available on this endpoint", clip(a))
@@ -350,6 +349,12 @@ func sudoCommand(args []string) ([]string, error) {
 	}
 	return nil, errors.New("no command")
 }
+
+// sudoHarmless are the sudo options that change nothing for root.
+var sudoHarmless = map[string]bool{"-H": true, "-E": true, "-n": true, "-S": true, "-HE": true, "-EH": true,
+	"--set-home": true, "--preserve-env": true, "--non-interactive": true, "--stdin": true}
+
+func rootUser(u string) bool { return u == "root" || u == "#0" }
 
 // nested runs sh or bash inside a script: "sh -c SCRIPT [NAME [ARGS]]",
 // or "sh" (or "sh -s") reading the script from its standard input.

@@ -103,8 +103,36 @@ func rpmQuery(hc interp.HandlerContext, args []string) int {
 // systemctl answers for corosync-qnetd as the running add-on is: active
 // and enabled; it cannot be stopped from here. Other units do not exist.
 func (sb *sandbox) systemctl(hc interp.HandlerContext, args []string) int {
-	quiet := false
-	var words []string
+	quiet, words, code := systemctlArgs(hc, args)
+	if code != 0 {
+		return code
+	}
+	r := systemctlRun{sb: sb, hc: hc, quiet: quiet}
+	verb, units := words[0], words[1:]
+	switch verb {
+	case "is-active":
+		return r.isActive(units)
+	case "is-enabled":
+		return r.isEnabled(units)
+	case "list-unit-files":
+		return r.listUnitFiles(units)
+	case "status":
+		return r.status(units)
+	case "start", "enable", "restart", "reload", "try-restart", "reload-or-restart", "try-reload-or-restart":
+		return r.start(verb, units)
+	case "stop", "disable", "kill", "mask":
+		fmt.Fprintf(hc.Stderr, "qnetd pairing: corosync-qnetd here is the Home Assistant add-on; stop or disable it in Home Assistant\n")
+		sb.ss.s.log.Warn().Str("addr", sb.ss.ip).Str("verb", verb).Msg("pairing: refused systemctl: the add-on is stopped in Home Assistant")
+		return 1
+	}
+	fmt.Fprintf(hc.Stderr, "systemctl: %s is not available on this endpoint\n", clip(verb))
+	return 1
+}
+
+// systemctlArgs splits systemctl's arguments into -q and the words (verb
+// and units); other harmless options are ignored, the rest refused (code
+// 1, with the reason on stderr).
+func systemctlArgs(hc interp.HandlerContext, args []string) (quiet bool, words []string, code int) {
 	for _, a := range args {
 		switch {
 		case a == "-q" || a == "--quiet":
@@ -112,81 +140,101 @@ func (sb *sandbox) systemctl(hc interp.HandlerContext, args []string) int {
 		case a == "--now" || a == "--no-pager" || a == "--no-legend" || a == "--system" || a == "--no-ask-password":
 		case strings.HasPrefix(a, "-"):
 			fmt.Fprintf(hc.Stderr, "systemctl: option %s is not available on this endpoint\n", clip(a))
-			return 1
+			return false, nil, 1
 		default:
 			words = append(words, a)
 		}
 	}
 	if len(words) == 0 {
 		fmt.Fprintln(hc.Stderr, "systemctl: this endpoint answers is-active, is-enabled, list-unit-files, status, start, enable, restart for corosync-qnetd")
-		return 1
+		return false, nil, 1
 	}
-	verb, units := words[0], words[1:]
-	out := func(s string) {
-		if !quiet {
-			fmt.Fprintln(hc.Stdout, s)
-		}
+	return quiet, words, 0
+}
+
+// systemctlRun is one systemctl call; with quiet its answers are not
+// printed (its errors are).
+type systemctlRun struct {
+	sb    *sandbox
+	hc    interp.HandlerContext
+	quiet bool
+}
+
+func (r systemctlRun) out(s string) {
+	if !r.quiet {
+		fmt.Fprintln(r.hc.Stdout, s)
 	}
+}
+
+func ourUnit(u string) bool { return strings.TrimSuffix(u, ".service") == qnetdUnit }
+
+func (r systemctlRun) isActive(units []string) int {
 	code := 0
-	ours := func(u string) bool { return strings.TrimSuffix(u, ".service") == qnetdUnit }
-	switch verb {
-	case "is-active":
-		for _, u := range units {
-			if ours(u) {
-				out("active")
-			} else {
-				out("inactive")
-				code = 3
-			}
+	for _, u := range units {
+		if ourUnit(u) {
+			r.out("active")
+		} else {
+			r.out("inactive")
+			code = 3
 		}
-	case "is-enabled":
-		for _, u := range units {
-			if ours(u) {
-				out("enabled")
-			} else {
-				fmt.Fprintf(hc.Stderr, "Failed to get unit file state for %s: No such file or directory\n", clip(u))
-				code = 1
-			}
+	}
+	return code
+}
+
+func (r systemctlRun) isEnabled(units []string) int {
+	code := 0
+	for _, u := range units {
+		if ourUnit(u) {
+			r.out("enabled")
+		} else {
+			fmt.Fprintf(r.hc.Stderr, "Failed to get unit file state for %s: No such file or directory\n", clip(u))
+			code = 1
 		}
-	case "list-unit-files":
-		match := len(units) == 0
-		for _, u := range units {
-			if ok, _ := path.Match(u, qnetdUnit+".service"); ok || ours(u) {
-				match = true
-			}
+	}
+	return code
+}
+
+func (r systemctlRun) listUnitFiles(patterns []string) int {
+	match := len(patterns) == 0
+	for _, u := range patterns {
+		if ok, _ := path.Match(u, qnetdUnit+".service"); ok || ourUnit(u) {
+			match = true
 		}
-		if !match {
-			out("0 unit files listed.")
-			return 1
-		}
-		out("UNIT FILE              STATE   PRESET\n" + qnetdUnit + ".service enabled enabled\n\n1 unit files listed.")
-	case "status":
-		for _, u := range units {
-			if !ours(u) {
-				fmt.Fprintf(hc.Stderr, "Unit %s could not be found.\n", clip(u))
-				code = 4
-				continue
-			}
-			out("● " + qnetdUnit + ".service - Corosync Qdevice Network daemon (Home Assistant add-on)\n     Active: active (running)")
-		}
-	case "start", "enable", "restart", "reload", "try-restart", "reload-or-restart", "try-reload-or-restart":
-		for _, u := range units {
-			if !ours(u) {
-				fmt.Fprintf(hc.Stderr, "Failed to %s %s: Unit %s not found.\n", verb, clip(u), clip(u))
-				code = 5
-			}
-		}
-		if code == 0 {
-			sb.ss.s.log.Info().Str("addr", sb.ss.ip).Str("verb", verb).
-				Msg("pairing: systemctl for corosync-qnetd: the add-on runs it already, nothing to do")
-		}
-	case "stop", "disable", "kill", "mask":
-		fmt.Fprintf(hc.Stderr, "qnetd pairing: corosync-qnetd here is the Home Assistant add-on; stop or disable it in Home Assistant\n")
-		sb.ss.s.log.Warn().Str("addr", sb.ss.ip).Str("verb", verb).Msg("pairing: refused systemctl: the add-on is stopped in Home Assistant")
+	}
+	if !match {
+		r.out("0 unit files listed.")
 		return 1
-	default:
-		fmt.Fprintf(hc.Stderr, "systemctl: %s is not available on this endpoint\n", clip(verb))
-		return 1
+	}
+	r.out("UNIT FILE              STATE   PRESET\n" + qnetdUnit + ".service enabled enabled\n\n1 unit files listed.")
+	return 0
+}
+
+func (r systemctlRun) status(units []string) int {
+	code := 0
+	for _, u := range units {
+		if !ourUnit(u) {
+			fmt.Fprintf(r.hc.Stderr, "Unit %s could not be found.\n", clip(u))
+			code = 4
+			continue
+		}
+		r.out("● " + qnetdUnit + ".service - Corosync Qdevice Network daemon (Home Assistant add-on)\n     Active: active (running)")
+	}
+	return code
+}
+
+// start answers start, enable, restart and the like: the add-on runs
+// corosync-qnetd already, so there is nothing to do.
+func (r systemctlRun) start(verb string, units []string) int {
+	code := 0
+	for _, u := range units {
+		if !ourUnit(u) {
+			fmt.Fprintf(r.hc.Stderr, "Failed to %s %s: Unit %s not found.\n", verb, clip(u), clip(u))
+			code = 5
+		}
+	}
+	if code == 0 {
+		r.sb.ss.s.log.Info().Str("addr", r.sb.ss.ip).Str("verb", verb).
+			Msg("pairing: systemctl for corosync-qnetd: the add-on runs it already, nothing to do")
 	}
 	return code
 }
