@@ -170,57 +170,97 @@ func Start(cfg Config) (*Daemon, error) {
 
 func (d *Daemon) start() error {
 	cfg := d.cfg
-	log := cfg.Log
 	scfg := cfg.Server
-	scfg.Log = log
+	scfg.Log = cfg.Log
+	authority, err := d.loadTLS(&scfg)
+	if err != nil {
+		return err
+	}
+	if err := d.lockAndRaiseLimits(); err != nil {
+		return err
+	}
+	w, rec := d.newWeb(&scfg, authority)
+	d.rec, d.pki = rec, authority
+	if err := d.startServer(scfg); err != nil {
+		return err
+	}
+	if err := d.startSides(w, rec, authority); err != nil {
+		return err
+	}
+	if err := dropPrivileges(cfg.User, cfg.Log, cfg.IPC.Path); err != nil {
+		return err
+	}
+	d.serve()
+	d.logStarted(scfg)
+	return nil
+}
+
+// loadTLS loads the certificate authority when TLS is on and puts its
+// server configuration into scfg; optional TLS is warned about.
+func (d *Daemon) loadTLS(scfg *server.Config) (*pki.Authority, error) {
+	log := d.cfg.Log
 	if scfg.Engine.TLS == wire.TLSSupportedOn {
 		log.Warn().Str("tls", scfg.Engine.TLS.String()).
 			Msg("TLS is optional: clients that do not start TLS are accepted without a certificate and may join any cluster; -s req refuses them")
 	}
-	var authority *pki.Authority
-	if scfg.Engine.TLS != wire.TLSUnsupported {
-		a, err := LoadAuthority(cfg.PKIDir, log)
-		if err != nil {
-			return fmt.Errorf("TLS with certificates in %s: %w", cfg.PKIDir, err)
-		}
-		authority = a
-		scfg.TLS = a.TLSConfig(scfg.Engine.ClientCertRequired)
+	if scfg.Engine.TLS == wire.TLSUnsupported {
+		return nil, nil
 	}
-	unlock, err := lockPIDFile(cfg.LockFile)
+	a, err := LoadAuthority(d.cfg.PKIDir, log)
+	if err != nil {
+		return nil, fmt.Errorf("TLS with certificates in %s: %w", d.cfg.PKIDir, err)
+	}
+	scfg.TLS = a.TLSConfig(scfg.Engine.ClientCertRequired)
+	return a, nil
+}
+
+// lockAndRaiseLimits takes the lock file and raises the open file limit
+// (a failure to raise it is only logged).
+func (d *Daemon) lockAndRaiseLimits() error {
+	unlock, err := lockPIDFile(d.cfg.LockFile)
 	if err != nil {
 		return err
 	}
 	d.undo = append(d.undo, unlock)
 	if limit, err := raiseFDLimit(); err != nil {
-		log.Warn().Err(err).Msg("cannot raise the open file limit")
+		d.cfg.Log.Warn().Err(err).Msg("cannot raise the open file limit")
 	} else {
-		log.Info().Uint64("open_files", limit).Msg("open file limit")
+		d.cfg.Log.Info().Uint64("open_files", limit).Msg("open file limit")
 	}
+	return nil
+}
 
-	// The web side reads the server's status and feeds the server's hooks:
-	// the closure breaks the cycle.
-	var w *web.Web
-	var rec *status.Recorder
-	if cfg.Web != nil {
-		w = web.New(web.Config{Status: func(ctx context.Context) (*engine.Status, error) { return d.srv.Status(ctx) },
-			PKIRequired: scfg.Engine.TLS != wire.TLSUnsupported, Log: log})
-		w.SetPKILoaded(authority != nil)
-		rec = status.NewRecorder(time.Now, time.Hour)
-		scfg.Hooks, scfg.Observer = w.Metrics().Hooks(), rec
-		if cfg.Web.HistoryFile != "" {
-			hist := status.NewHistoryFile(cfg.Web.HistoryFile, rec, log)
-			hist.Load()
-			d.hist = hist
-			// Undone after the server (newest first): the last save has
-			// the decisions up to the end.
-			d.undo = append(d.undo, func() {
-				if err := hist.Save(time.Now()); err != nil {
-					log.Warn().Err(err).Msg("cannot save the status page's decision history")
-				}
-			})
-		}
+// newWeb builds the web side when it is configured: it reads the server's
+// status and feeds the server's hooks (through scfg), and the closure over
+// d breaks that cycle. The decision history is loaded from its file.
+func (d *Daemon) newWeb(scfg *server.Config, authority *pki.Authority) (*web.Web, *status.Recorder) {
+	cfg, log := d.cfg, d.cfg.Log
+	if cfg.Web == nil {
+		return nil, nil
 	}
-	d.rec, d.pki = rec, authority
+	w := web.New(web.Config{Status: func(ctx context.Context) (*engine.Status, error) { return d.srv.Status(ctx) },
+		PKIRequired: scfg.Engine.TLS != wire.TLSUnsupported, Log: log})
+	w.SetPKILoaded(authority != nil)
+	rec := status.NewRecorder(time.Now, time.Hour)
+	scfg.Hooks, scfg.Observer = w.Metrics().Hooks(), rec
+	if cfg.Web.HistoryFile != "" {
+		hist := status.NewHistoryFile(cfg.Web.HistoryFile, rec, log)
+		hist.Load()
+		d.hist = hist
+		// Undone after the server (newest first): the last save has
+		// the decisions up to the end.
+		d.undo = append(d.undo, func() {
+			if err := hist.Save(time.Now()); err != nil {
+				log.Warn().Err(err).Msg("cannot save the status page's decision history")
+			}
+		})
+	}
+	return w, rec
+}
+
+// startServer creates the qnetd server and its listener (unless the
+// configuration brings one).
+func (d *Daemon) startServer(scfg server.Config) error {
 	d.srv = server.New(scfg)
 	// The server first, so that its accept loop knows it is closing when
 	// the listener goes; a listener it never served is closed after it.
@@ -230,13 +270,18 @@ func (d *Daemon) start() error {
 			d.ln.Close()
 		}
 	})
-	d.ln = cfg.Listener
-	if d.ln == nil {
-		if d.ln, err = d.srv.Listen(); err != nil {
-			return err
-		}
+	d.ln = d.cfg.Listener
+	if d.ln != nil {
+		return nil
 	}
+	var err error
+	d.ln, err = d.srv.Listen()
+	return err
+}
 
+// startSides binds everything beside the qnetd port: the IPC socket, the
+// pairing and pcsd endpoints, the status page and the metrics port.
+func (d *Daemon) startSides(w *web.Web, rec *status.Recorder, authority *pki.Authority) error {
 	if err := d.startIPC(); err != nil {
 		return err
 	}
@@ -246,20 +291,20 @@ func (d *Daemon) start() error {
 	if err := d.startPcsd(authority); err != nil {
 		return err
 	}
-	if w != nil {
-		if err := d.startWeb(w, rec); err != nil {
-			return err
+	if w == nil {
+		if d.cfg.Metrics != nil {
+			return errors.New("a metrics port needs the web side (Config.Web)")
 		}
-		if err := d.startMetrics(w); err != nil {
-			return err
-		}
-	} else if cfg.Metrics != nil {
-		return errors.New("a metrics port needs the web side (Config.Web)")
+		return nil
 	}
-	if err := dropPrivileges(cfg.User, log, cfg.IPC.Path); err != nil {
+	if err := d.startWeb(w, rec); err != nil {
 		return err
 	}
+	return d.startMetrics(w)
+}
 
+// serve starts serving on every socket bound.
+func (d *Daemon) serve() {
 	go func() { _ = d.ipc.Serve() }()
 	if d.pair != nil {
 		go func() { _ = d.pair.Serve(d.pln) }()
@@ -274,23 +319,22 @@ func (d *Daemon) start() error {
 		go func() { _ = d.met.Serve(d.mln) }()
 	}
 	go func() { d.served <- d.srv.Serve(d.ln) }()
-	ev := log.Info().Str("version", version.Core).Str("addr", d.ln.Addr().String()).
+}
+
+// logStarted logs the start with every address the daemon serves on.
+func (d *Daemon) logStarted(scfg server.Config) {
+	ev := d.cfg.Log.Info().Str("version", version.Core).Str("addr", d.ln.Addr().String()).
 		Str("tls", scfg.Engine.TLS.String()).Bool("client_cert_required", scfg.Engine.ClientCertRequired).
-		Int("max_clients", scfg.MaxClients).Str("local_socket_file", cfg.IPC.Path)
-	if d.wln != nil {
-		ev = ev.Str("status_page", d.wln.Addr().String())
-	}
-	if d.pln != nil {
-		ev = ev.Str("pairing", d.pln.Addr().String())
-	}
-	if d.cln != nil {
-		ev = ev.Str("pcsd", d.cln.Addr().String())
-	}
-	if d.mln != nil {
-		ev = ev.Str("metrics", d.mln.Addr().String())
+		Int("max_clients", scfg.MaxClients).Str("local_socket_file", d.cfg.IPC.Path)
+	for _, side := range []struct {
+		name string
+		ln   net.Listener
+	}{{"status_page", d.wln}, {"pairing", d.pln}, {"pcsd", d.cln}, {"metrics", d.mln}} {
+		if side.ln != nil {
+			ev = ev.Str(side.name, side.ln.Addr().String())
+		}
 	}
 	ev.Msg("corosync-qnetd started")
-	return nil
 }
 
 func (d *Daemon) startIPC() error {
