@@ -304,79 +304,19 @@ func (s *Server) tokenOf(r *http.Request) (tokenRecord, bool) {
 func (s *Server) auth(q *request) {
 	user, pw := q.field("username"), q.field("password")
 	if user != User {
-		// No password is checked, so no budget is spent; the source's
-		// count goes up, as for an unknown SSH user.
-		n, block := s.gate.Fail(q.src)
-		ev := s.logReq(s.log.Warn(), q).Str("user", clip(user)).Int("failures", n)
-		if block > 0 {
-			ev = ev.Dur("blocked_for", block)
-		}
-		ev.Msg("pcsd: auth refused: only hacluster can log in")
-		q.reply(http.StatusOK, "")
+		s.refuseUser(q, user)
 		return
 	}
 	res := s.gate.Check(q.src, []byte(pw))
-	switch res.Verdict {
-	case pairing.VerdictNoPassword:
-		s.logReq(s.log.Warn(), q).
-			Msg("pcsd: auth refused: no pairing password is set and no one-time pairing password is valid; set pairing_password or make a one-time password on the status page")
-		q.reply(http.StatusOK, "")
-		return
-	case pairing.VerdictBlocked:
-		wait := res.Until.Sub(s.now()).Round(time.Second)
-		if res.First {
-			s.logReq(s.log.Warn(), q).Time("until", res.Until).Dur("wait", wait).
-				Msg("pcsd: auth refused unchecked: too many failed logins from this address")
-		}
-		q.w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
-		q.reply(http.StatusTooManyRequests, fmt.Sprintf("too many failed logins from your address: the password is not checked for another %s", wait))
-		return
-	case pairing.VerdictBusy:
-		ev := s.logReq(s.log.Debug(), q)
-		if res.First {
-			ev = s.logReq(s.log.Warn(), q)
-		}
-		ev.Int("ahead", res.Ahead).Msg("pcsd: auth refused unchecked: the limit of failed passwords from all addresses together is reached")
-		q.w.Header().Set("Retry-After", strconv.Itoa(int(res.Wait/time.Second)+1))
-		q.reply(http.StatusTooManyRequests, fmt.Sprintf("too many failed passwords from all addresses together (someone may be guessing): "+
-			"the password is not checked; try again in about %s", res.Wait.Round(time.Second)))
-		return
-	case pairing.VerdictWrong:
-		ev := s.logReq(s.log.Warn(), q).Int("failures", res.Failures)
-		if res.Block > 0 {
-			ev = ev.Dur("blocked_for", res.Block)
-		}
-		ev.Msg("pcsd: auth refused: wrong password")
-		q.reply(http.StatusOK, "")
+	if s.refused(q, res) {
 		return
 	}
 	if res.Refused > 0 {
 		s.log.Info().Int("refused", res.Refused).Time("since", res.RefusedSince).Msg("pcsd: checking passwords again")
 	}
-	var token string
-	var rec tokenRecord
-	var err error
-	if res.Verdict == pairing.VerdictOneTime {
-		err = s.gate.UseOneTime(res.Ticket, func() (string, error) {
-			var aerr error
-			if token, rec, aerr = s.tokens.add(q.ip, true, s.now()); aerr != nil {
-				return "", aerr
-			}
-			return "pcs token " + rec.ID, nil
-		})
-		if err != nil && token == "" {
-			if errors.Is(err, pairing.ErrOneTimeUsed) || errors.Is(err, pairing.ErrOneTimeExpired) {
-				s.logReq(s.log.Warn(), q).Err(err).Msg("pcsd: auth refused: the one-time pairing password was used up or expired meanwhile")
-				q.reply(http.StatusOK, "")
-				return
-			}
-		}
-		if err != nil && token != "" {
-			s.logReq(s.log.Error(), q).Err(err).Msg("pcsd: one-time password state not saved")
-			err = nil
-		}
-	} else {
-		token, rec, err = s.tokens.add(q.ip, false, s.now())
+	token, rec, ok, err := s.newToken(q, res)
+	if !ok {
+		return
 	}
 	if err != nil {
 		s.logReq(s.log.Error(), q).Err(err).Msg("pcsd: auth: cannot store the token (400)")
@@ -392,6 +332,85 @@ func (s *Server) auth(q *request) {
 		ev.Msg("pcsd: pcs host auth with the pairing password: new token")
 	}
 	q.reply(http.StatusOK, token)
+}
+
+// refuseUser answers a login as another user than hacluster. No password
+// is checked, so no budget is spent; the source's count goes up, as for
+// an unknown SSH user.
+func (s *Server) refuseUser(q *request, user string) {
+	n, block := s.gate.Fail(q.src)
+	ev := s.logReq(s.log.Warn(), q).Str("user", clip(user)).Int("failures", n)
+	if block > 0 {
+		ev = ev.Dur("blocked_for", block)
+	}
+	ev.Msg("pcsd: auth refused: only hacluster can log in")
+	q.reply(http.StatusOK, "")
+}
+
+// refused answers a password check that did not let the login in (no
+// password to check, the source blocked, all sources over budget, or the
+// password wrong) and reports whether it did.
+func (s *Server) refused(q *request, res pairing.CheckResult) bool {
+	switch res.Verdict {
+	case pairing.VerdictNoPassword:
+		s.logReq(s.log.Warn(), q).
+			Msg("pcsd: auth refused: no pairing password is set and no one-time pairing password is valid; set pairing_password or make a one-time password on the status page")
+		q.reply(http.StatusOK, "")
+	case pairing.VerdictBlocked:
+		wait := res.Until.Sub(s.now()).Round(time.Second)
+		if res.First {
+			s.logReq(s.log.Warn(), q).Time("until", res.Until).Dur("wait", wait).
+				Msg("pcsd: auth refused unchecked: too many failed logins from this address")
+		}
+		q.w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
+		q.reply(http.StatusTooManyRequests, fmt.Sprintf("too many failed logins from your address: the password is not checked for another %s", wait))
+	case pairing.VerdictBusy:
+		ev := s.logReq(s.log.Debug(), q)
+		if res.First {
+			ev = s.logReq(s.log.Warn(), q)
+		}
+		ev.Int("ahead", res.Ahead).Msg("pcsd: auth refused unchecked: the limit of failed passwords from all addresses together is reached")
+		q.w.Header().Set("Retry-After", strconv.Itoa(int(res.Wait/time.Second)+1))
+		q.reply(http.StatusTooManyRequests, fmt.Sprintf("too many failed passwords from all addresses together (someone may be guessing): "+
+			"the password is not checked; try again in about %s", res.Wait.Round(time.Second)))
+	case pairing.VerdictWrong:
+		ev := s.logReq(s.log.Warn(), q).Int("failures", res.Failures)
+		if res.Block > 0 {
+			ev = ev.Dur("blocked_for", res.Block)
+		}
+		ev.Msg("pcsd: auth refused: wrong password")
+		q.reply(http.StatusOK, "")
+	default:
+		return false
+	}
+	return true
+}
+
+// newToken makes the token of a successful login; with the one-time
+// password it is used up in the same step. ok is false when the request
+// was answered already (the one-time password went meanwhile).
+func (s *Server) newToken(q *request, res pairing.CheckResult) (token string, rec tokenRecord, ok bool, err error) {
+	if res.Verdict != pairing.VerdictOneTime {
+		token, rec, err = s.tokens.add(q.ip, false, s.now())
+		return token, rec, true, err
+	}
+	err = s.gate.UseOneTime(res.Ticket, func() (string, error) {
+		var aerr error
+		if token, rec, aerr = s.tokens.add(q.ip, true, s.now()); aerr != nil {
+			return "", aerr
+		}
+		return "pcs token " + rec.ID, nil
+	})
+	switch {
+	case err != nil && token == "" && (errors.Is(err, pairing.ErrOneTimeUsed) || errors.Is(err, pairing.ErrOneTimeExpired)):
+		s.logReq(s.log.Warn(), q).Err(err).Msg("pcsd: auth refused: the one-time pairing password was used up or expired meanwhile")
+		q.reply(http.StatusOK, "")
+		return "", tokenRecord{}, false, nil
+	case err != nil && token != "":
+		s.logReq(s.log.Error(), q).Err(err).Msg("pcsd: one-time password state not saved")
+		err = nil
+	}
+	return token, rec, true, err
 }
 
 // caCertificate is /remote/qdevice_net_get_ca_certificate: the CA file as
