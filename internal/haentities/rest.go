@@ -58,13 +58,7 @@ func (r *RESTPublisher) Run(ctx context.Context) {
 
 func (r *RESTPublisher) step(ctx context.Context) {
 	now := r.cfg.Now()
-	if _, ok := r.sent[probeEntity]; ok && now.Sub(r.probed) >= r.cfg.ProbeEvery {
-		r.probed = now
-		if code, err := r.do(ctx, http.MethodGet, probeEntity, nil); err == nil && code == http.StatusNotFound {
-			r.log.Info().Msg("Home Assistant lost the entities (it restarted): sending every state again")
-			clear(r.sent)
-		}
-	}
+	r.probe(ctx, now)
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	st, err := r.cfg.Status(sctx)
 	cancel()
@@ -76,15 +70,39 @@ func (r *RESTPublisher) step(ctx context.Context) {
 	for _, tr := range evicted {
 		r.log.Info().Str("cluster", tr.doc.Cluster).Msg("entities of the cluster gone longest removed to make room")
 	}
+	r.removeUnwanted(ctx, want)
+	r.post(ctx, want)
+}
+
+// probe asks Home Assistant, every ProbeEvery, for the probe entity once
+// it was sent; when it is gone, Home Assistant restarted and lost every
+// state, so all are sent again.
+func (r *RESTPublisher) probe(ctx context.Context, now time.Time) {
+	if _, ok := r.sent[probeEntity]; !ok || now.Sub(r.probed) < r.cfg.ProbeEvery {
+		return
+	}
+	r.probed = now
+	if code, err := r.do(ctx, http.MethodGet, probeEntity, nil); err == nil && code == http.StatusNotFound {
+		r.log.Info().Msg("Home Assistant lost the entities (it restarted): sending every state again")
+		clear(r.sent)
+	}
+}
+
+// removeUnwanted deletes the states sent before that are not wanted now.
+func (r *RESTPublisher) removeUnwanted(ctx context.Context, want map[string]string) {
 	for id := range r.sent {
-		if _, ok := want[id]; !ok {
-			if code, err := r.do(ctx, http.MethodDelete, id, nil); err == nil && (code < 300 || code == http.StatusNotFound) {
-				delete(r.sent, id)
-			}
+		if _, ok := want[id]; ok {
+			continue
+		}
+		if code, err := r.do(ctx, http.MethodDelete, id, nil); err == nil && (code < 300 || code == http.StatusNotFound) {
+			delete(r.sent, id)
 		}
 	}
-	// The probe entity first: once Home Assistant has it, the others
-	// are due.
+}
+
+// post sends every wanted state Home Assistant does not have yet, the
+// probe entity first: once Home Assistant has it, the others are due.
+func (r *RESTPublisher) post(ctx context.Context, want map[string]string) {
 	ids := make([]string, 0, len(want))
 	ids = append(ids, probeEntity)
 	for id := range want {
