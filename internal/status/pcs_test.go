@@ -12,6 +12,8 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
+
+	"github.com/qnetd-addon/qnetd/qnetd/engine"
 )
 
 // pcsFake stands in for the pcs endpoint with the SSH endpoint off.
@@ -143,4 +145,31 @@ func TestBrowserPcsCard(t *testing.T) {
 	require.Equal(t, []string{"0a1b2c3d4e5f"}, f.revoked)
 	require.NotContains(t, card, "owns rhel-prod")
 	require.Contains(t, card, "token aabbccddeeff")
+}
+
+// FuzzRevokePcsToken: whatever body the revoke request has, the answer is
+// 200 only for {"id": <a known token>} (which is then revoked), a client
+// error otherwise, and nothing else is revoked.
+func FuzzRevokePcsToken(f *testing.F) {
+	for _, s := range []string{`{"id":"aabbccddeeff"}`, `{"id":"0a1b2c3d4e5f"}`, `{"id":""}`, `{}`, `{"id":1}`, `[`, `{"id":"aabbccddeeff","id":"x"}`, "\x00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		fake := &pcsFake{tokens: twoTokens()}
+		page := New(Config{Pairing: fake.pairing, RevokePcsToken: fake.revoke,
+			Status: func(context.Context) (*engine.Status, error) { return &engine.Status{}, nil }, Recorder: NewRecorder(time.Now, time.Hour)})
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest("POST", "/api/pcs/revoke-token", strings.NewReader(body))
+		r.Header.Set("Content-Type", "application/json")
+		page.revokePcsToken(w, r)
+		switch w.Code {
+		case http.StatusOK:
+			require.Len(t, fake.revoked, 1)
+			require.Contains(t, []string{"0a1b2c3d4e5f", "aabbccddeeff"}, fake.revoked[0])
+		case http.StatusBadRequest, http.StatusNotFound:
+			require.Empty(t, fake.revoked)
+		default:
+			t.Fatalf("answer %d for %q", w.Code, body)
+		}
+	})
 }
