@@ -222,8 +222,16 @@ func Init(p Paths, o Options, log zerolog.Logger) error {
 		if err := os.MkdirAll(filepath.Join(p.Data, "pcsd"), 0o700); err != nil {
 			return fmt.Errorf("pcsd endpoint: %w", err)
 		}
-		if _, err := pairing.NewGate(p.Data, o.PairingPassword, nil); err != nil {
+		gate, err := pairing.NewGate(p.Data, o.PairingPassword, nil)
+		if err != nil {
 			return fmt.Errorf("pcsd endpoint: %w", err)
+		}
+		if !o.PairingEnabled {
+			// pcs is the only way to pair: the first start makes the
+			// one-time password the SSH endpoint would have made.
+			if _, err := pcsd.FirstOneTime(p.Data, gate, time.Now(), log); err != nil {
+				return fmt.Errorf("one-time pairing password: %w", err)
+			}
 		}
 	}
 	if err := linkNSS(p); err != nil {
@@ -358,7 +366,8 @@ func DaemonConfig(p Paths, o Options, log zerolog.Logger) daemon.Config {
 			Password: o.PairingPassword, AuthorizedKeys: o.AuthorizedKeys, PublicHost: hostAddress()}}
 	}
 	if o.PcsEnabled {
-		cfg.Pcsd = &daemon.PcsdConfig{Port: o.PcsPort, Endpoint: pcsd.Config{DataDir: p.Data, Password: o.PairingPassword}}
+		cfg.Pcsd = &daemon.PcsdConfig{Port: o.PcsPort, Endpoint: pcsd.Config{DataDir: p.Data, Password: o.PairingPassword},
+			PublicHost: hostAddress()}
 	}
 	return cfg
 }

@@ -118,6 +118,9 @@ type PcsdConfig struct {
 	// used instead.
 	Port     int
 	Listener net.Listener
+	// PublicHost is the address the status page puts in the pcs
+	// commands.
+	PublicHost string
 }
 
 // Daemon is a started qnetd.
@@ -469,6 +472,9 @@ func (d *Daemon) startPcsd(authority *pki.Authority) error {
 		}
 		ec.Gate = g
 	}
+	if d.gate == nil {
+		d.gate = ec.Gate // the status page's one-time password when pairing is off
+	}
 	srv, err := pcsd.New(ec)
 	if err != nil {
 		return fmt.Errorf("pcsd endpoint: %w", err)
@@ -483,10 +489,30 @@ func (d *Daemon) startWeb(w *web.Web, rec *status.Recorder) error {
 	w.SetQnetdAddr(d.ln.Addr().String())
 	sc := status.Config{Status: d.srv.Status, Address: d.ln.Addr().String(), Recorder: rec,
 		Pairing: d.pairingInfo}
-	if d.pair != nil {
+	switch {
+	case d.pair != nil:
 		sc.RenewOneTime = func() error {
 			_, err := d.pair.RenewOneTime()
 			return err
+		}
+	case d.pcs != nil:
+		// pcs only: the one-time password is the pcs endpoint's
+		sc.RenewOneTime = func() error {
+			v, err := d.gate.OneTime().Renew(time.Now())
+			if err == nil {
+				d.log.Info().Time("expires", v.Expires).
+					Msg("pcsd: made a new one-time pairing password at the admin's request; the status page shows it")
+			}
+			return err
+		}
+	}
+	if d.pcs != nil {
+		sc.RevokePcsToken = func(id string) ([]string, error) {
+			released, err := d.pcs.Revoke(id)
+			if errors.Is(err, pcsd.ErrNoSuchToken) {
+				return nil, status.ErrNoSuchToken
+			}
+			return released, err
 		}
 	}
 	d.page = status.New(sc)
@@ -532,19 +558,69 @@ func (d *Daemon) startMetrics(w *web.Web) error {
 
 // pairingInfo is what the status page shows for pairing a cluster.
 func (d *Daemon) pairingInfo() status.Pairing {
+	var pi status.Pairing
 	if d.pair == nil {
-		return status.Pairing{Fingerprints: []string{}, Problem: d.pairingProblem}
+		pi = status.Pairing{Fingerprints: []string{}, Problem: d.pairingProblem}
+		if d.pcs != nil {
+			// pcs only: its password is shown on its card
+			pi.PasswordOption = d.cfg.Pcsd.Endpoint.Password != ""
+			pi.OneTime = oneTimeView(d.gate.OneTime())
+		}
+	} else {
+		pi = d.sshPairingInfo()
 	}
+	if d.pcs != nil {
+		pi.Pcs = d.pcsInfo()
+	}
+	return pi
+}
+
+func oneTimeView(o *pairing.OneTime) *status.OneTimePassword {
+	ot := o.View(time.Now())
+	return &status.OneTimePassword{State: string(ot.State), Password: ot.Password, Expires: ot.Expires,
+		UsedAt: ot.UsedAt, UsedBy: ot.UsedBy}
+}
+
+// pcsInfo is the pcs card: the two commands with this host's address and
+// the tokens.
+func (d *Daemon) pcsInfo() *status.PcsPairing {
+	host := d.cfg.Pcsd.PublicHost
+	if host == "" {
+		host = "<home-assistant-ip>"
+	}
+	port := d.cfg.Pcsd.Port
+	if ta, ok := d.cln.Addr().(*net.TCPAddr); ok {
+		port = ta.Port
+	}
+	addr := ""
+	if port != 2224 {
+		addr = " addr=" + net.JoinHostPort(host, strconv.Itoa(port))
+	}
+	pi := &status.PcsPairing{Host: host, Port: port, Tokens: []status.PcsToken{}, Commands: []string{
+		"pcs host auth " + host + addr + " -u hacluster",
+		"pcs quorum device add model net host=" + host + " algorithm=ffsplit",
+	}}
+	tokens, err := d.pcs.Tokens()
+	if err != nil {
+		pi.Problem = "cannot list the pcs tokens: " + err.Error()
+		return pi
+	}
+	for _, t := range tokens {
+		pi.Tokens = append(pi.Tokens, status.PcsToken{ID: t.ID, Created: t.Created, Addr: t.Addr, OneTime: t.OneTime, Clusters: t.Clusters})
+	}
+	return pi
+}
+
+// sshPairingInfo is the Proxmox card.
+func (d *Daemon) sshPairingInfo() status.Pairing {
 	host := d.cfg.Pairing.Endpoint.PublicHost
 	port := d.cfg.Pairing.Port
 	if ta, ok := d.pln.Addr().(*net.TCPAddr); ok {
 		port = ta.Port
 	}
-	ot := d.pair.OneTime().View(time.Now())
 	pi := status.Pairing{Enabled: true, Host: host, Port: port, Command: "pvecm qdevice setup " + host,
 		Fingerprints: d.pair.HostKeyFingerprints(), PasswordOption: d.cfg.Pairing.Endpoint.Password != "",
-		OneTime: &status.OneTimePassword{State: string(ot.State), Password: ot.Password, Expires: ot.Expires,
-			UsedAt: ot.UsedAt, UsedBy: ot.UsedBy}}
+		OneTime: oneTimeView(d.pair.OneTime())}
 	if port != 22 {
 		pi.SSHConfig = pairing.SSHConfigStanza(host, port)
 	}

@@ -446,6 +446,13 @@ func (s *Server) sign(q *request, rec tokenRecord) {
 		return
 	}
 	s.signMu.Lock()
+	if !s.tokens.has(rec.ID) {
+		// revoked since the request came in (Revoke)
+		s.signMu.Unlock()
+		s.log.Warn().Str("addr", q.ip).Str("token", rec.ID).Msg("pcsd: request refused: the token was revoked (401)")
+		q.reply(http.StatusUnauthorized, `{"notauthorized":"true"}`)
+		return
+	}
 	res, err := s.cfg.Authority.SignFor(csr, cluster, rec.identity(), s.now())
 	s.signMu.Unlock()
 	var owned *pki.OwnedError

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -54,7 +55,7 @@ type tokensDoc struct {
 	Tokens []tokenRecord `json:"tokens"`
 }
 
-const tokensAbout = "Tokens of `pcs host auth` (SHA-256 only); see DOCS.md, \"RHEL / pcs\". Delete a record to revoke its token."
+const tokensAbout = "Tokens of `pcs host auth` (SHA-256 only); see DOCS.md, \"RHEL / pcs\". Revoke one on the status page."
 
 // errTokensFull refuses a new token when the store is full.
 var errTokensFull = fmt.Errorf("%d pcs tokens are stored, the most this endpoint keeps", maxTokens)
@@ -161,6 +162,13 @@ func (ts *tokenStore) lookup(token string) (tokenRecord, bool) {
 		return tokenRecord{}, false
 	}
 	return ts.recs[found], true
+}
+
+// has reports whether a token with the id is stored.
+func (ts *tokenStore) has(id string) bool {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return slices.ContainsFunc(ts.recs, func(r tokenRecord) bool { return r.ID == id })
 }
 
 func (ts *tokenStore) count() int {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"embed"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -37,6 +38,33 @@ type Pairing struct {
 	// OneTime is the one-time pairing password (nil when pairing is off).
 	// Ingress shows the page only to Home Assistant's admins.
 	OneTime *OneTimePassword `json:"one_time,omitempty"`
+	// Pcs is the pcs endpoint's card (nil when it is off). With the SSH
+	// endpoint off, OneTime and PasswordOption are still set: the
+	// one-time password is pcs's then.
+	Pcs *PcsPairing `json:"pcs,omitempty"`
+}
+
+// PcsPairing is what the page shows for pairing a RHEL cluster with pcs:
+// the commands and the tokens `pcs host auth` made, each with the cluster
+// names it owns, to be revoked from here.
+type PcsPairing struct {
+	Host     string     `json:"host"`
+	Port     int        `json:"port"`
+	Commands []string   `json:"commands"`
+	Tokens   []PcsToken `json:"tokens"`
+	// Problem, when set, says why the token list cannot be shown.
+	Problem string `json:"problem,omitempty"`
+}
+
+// PcsToken is one pcs token: its id (never the token), when and from
+// where it was made, whether with the one-time password, and the cluster
+// names it owns.
+type PcsToken struct {
+	ID       string    `json:"id"`
+	Created  time.Time `json:"created"`
+	Addr     string    `json:"addr"`
+	OneTime  bool      `json:"one_time,omitempty"`
+	Clusters []string  `json:"clusters"`
 }
 
 // OneTimePassword is the pairing card's one-time password: its state
@@ -201,7 +229,11 @@ type Config struct {
 	// RenewOneTime makes a new one-time pairing password (the pairing
 	// card's button); nil when pairing is off.
 	RenewOneTime func() error
-	Now          func() time.Time
+	// RevokePcsToken revokes the pcs token with the id and returns the
+	// cluster names it released (the pcs card's button); nil when the pcs
+	// endpoint is off. An unknown id is ErrNoSuchToken.
+	RevokePcsToken func(id string) ([]string, error)
+	Now            func() time.Time
 	// AliveEvery is how often the event stream says that it is alive when
 	// nothing changed (default DefaultAliveEvery): the page counts its
 	// "updated ... ago" from the last event of either kind.
@@ -356,6 +388,45 @@ func (p *Page) Register(handle func(pattern string, h http.Handler)) {
 	handle("GET /api/status", http.HandlerFunc(p.serveJSON))
 	handle("GET /api/events", http.HandlerFunc(p.serveEvents))
 	handle("POST /api/pairing/one-time-password", http.HandlerFunc(p.renewOneTime))
+	handle("POST /api/pcs/revoke-token", http.HandlerFunc(p.revokePcsToken))
+}
+
+// ErrNoSuchToken is RevokePcsToken's answer for an id it does not know.
+var ErrNoSuchToken = errors.New("no pcs token with that id")
+
+// maxRevokeBody bounds the revoke request: {"id":"..."} with a 12-digit id.
+const maxRevokeBody = 1 << 10
+
+// revokePcsToken is the pcs card's "revoke" button: {"id": "..."} as JSON
+// (the same rule as renewOneTime: only the page's own script can send it).
+func (p *Page) revokePcsToken(w http.ResponseWriter, r *http.Request) {
+	if p.cfg.RevokePcsToken == nil {
+		http.Error(w, "the pcs endpoint is off: switch on the option pcs_enabled to manage its tokens", http.StatusConflict)
+		return
+	}
+	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/json" {
+		http.Error(w, "send the request from the status page (Content-Type: application/json)", http.StatusUnsupportedMediaType)
+		return
+	}
+	var req struct {
+		ID string `json:"id"`
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxRevokeBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil || req.ID == "" {
+		http.Error(w, "want {\"id\": \"<token id>\"}", http.StatusBadRequest)
+		return
+	}
+	if _, err := p.cfg.RevokePcsToken(req.ID); err != nil {
+		if errors.Is(err, ErrNoSuchToken) {
+			http.Error(w, "no pcs token with that id (revoked already?)", http.StatusNotFound)
+			return
+		}
+		http.Error(w, "cannot revoke the token: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	_ = p.Refresh(r.Context())
+	p.serveJSON(w, r)
 }
 
 // renewOneTime is the pairing card's "make a new one-time password"

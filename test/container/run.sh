@@ -25,7 +25,13 @@
 #             a restart that keeps the CA, host keys and installed keys;
 #      crmsh  crmsh.sh: crmsh's own qdevice steps pair a new container over
 #             SSH (sandboxed shell), real nodes vote through a split;
-#      stop   docker stop exits 0 within config.yaml's timeout.
+#      stop   docker stop exits 0 within config.yaml's timeout;
+#      pcs    pcs.sh: the real pcs host auth and pcs quorum device add pair
+#             a new container with only the pcs endpoint on, real nodes
+#             vote through a split.
+# CT_ONLY="main crmsh pcs" (any of them) runs only those parts after the
+# images: main is bad to peers and stop (they share the add-on's
+# container), crmsh and pcs each start their own.
 #
 # Output: $TEST_OUT/container (default .test-out/container): verdicts.txt,
 # report.md (boot log, health history, pairing and vote results, image
@@ -46,6 +52,10 @@ BASE_IMAGE=qnetd-test/ha-base-debian:3.2.3.0
 . "$HERE/lib.sh"
 command -v go >/dev/null || export PATH=$PATH:/usr/local/go/bin
 T0=$SECONDS
+want() { [ -z "${CT_ONLY:-}" ] || [[ " $CT_ONLY " == *" $1 "* ]]; }
+for w in ${CT_ONLY:-}; do
+    case "$w" in main | crmsh | pcs) ;; *) echo "CT_ONLY: unknown part $w (main, crmsh, pcs)" >&2; exit 2 ;; esac
+done
 
 DOCKERD_PID=""
 cleanup() {
@@ -123,151 +133,171 @@ base_size=$(docker image inspect -f '{{.Size}}' "$BASE_IMAGE")
 cat "$CT_OUT/image-size.txt"
 go build -o "$CT_WORK/supervisor" "$top/test/container/supervisor"
 
-# ------------------------------------------------------------------ bad
-step "bad options.json"
-d=$CT_WORK/bad
-ct_options "$d" '{"port":70000,"log_level":"info","tls_enabled":true,"pairing_enabled":true,"pairing_port":22,"authorized_keys":[]}'
-since=$(date +%s)
-id=$(ct_run "$CT_PREFIX-bad" "$d" none)
-rc=$(timeout 60 docker wait "$id" || echo timeout)
-docker logs "$id" >"$CT_OUT/bad.log" 2>&1
-ct_check "bad: a bad options.json stops the container with a non-zero exit code (got $rc)" \
-    test "$rc" != 0 -a "$rc" != timeout
-ct_check "bad: the log names the option" grep -q "option 'port': 70000 is not valid" "$CT_OUT/bad.log"
-created=$(cd "$d" && find data config -mindepth 1 ! -path data/options.json | tr '\n' ' ')
-ct_check "bad: nothing created in /data or /config (found: ${created:-nothing})" test -z "$created"
-docker rm "$id" >/dev/null
+# The add-on's own container and its Proxmox pairing: bad, taken, boot,
+# die, wedge, peers (real nodes over pvecm's steps) and stop, in order
+# (each after boot uses its container).
+if want main; then
+    # ------------------------------------------------------------------ bad
+    step "bad options.json"
+    d=$CT_WORK/bad
+    ct_options "$d" '{"port":70000,"log_level":"info","tls_enabled":true,"pairing_enabled":true,"pairing_port":22,"authorized_keys":[]}'
+    since=$(date +%s)
+    id=$(ct_run "$CT_PREFIX-bad" "$d" none)
+    rc=$(timeout 60 docker wait "$id" || echo timeout)
+    docker logs "$id" >"$CT_OUT/bad.log" 2>&1
+    ct_check "bad: a bad options.json stops the container with a non-zero exit code (got $rc)" \
+        test "$rc" != 0 -a "$rc" != timeout
+    ct_check "bad: the log names the option" grep -q "option 'port': 70000 is not valid" "$CT_OUT/bad.log"
+    created=$(cd "$d" && find data config -mindepth 1 ! -path data/options.json | tr '\n' ' ')
+    ct_check "bad: nothing created in /data or /config (found: ${created:-nothing})" test -z "$created"
+    docker rm "$id" >/dev/null
 
-# ------------------------------------------------------------------ taken
-step "the qnetd port is taken (host network)"
-# the stand-in only holds a loopback port here; the daemon binds every address
-setsid "$CT_WORK/supervisor" -listen 127.0.0.1:0 -addr-file "$CT_WORK/taken.addr" </dev/null >/dev/null 2>&1 &
-holder=$!
-echo "$holder" >"$CT_WORK/standin-taken.pid"
-ct_wait_file "$CT_WORK/taken.addr" 10
-port=$(sed 's/.*://' "$CT_WORK/taken.addr")
-d=$CT_WORK/taken
-ct_options "$d" "{\"port\":$port,\"log_level\":\"info\",\"tls_enabled\":true,\"pairing_enabled\":false,\"pairing_port\":22,\"authorized_keys\":[]}"
-id=$(ct_run "$CT_PREFIX-taken" "$d" host)
-rc=$(timeout 60 docker wait "$id" || echo timeout)
-docker logs "$id" >"$CT_OUT/taken.log" 2>&1
-ct_standin_stop taken
-ct_check "taken: a daemon that cannot start stops the container with its exit code (got $rc, want 3)" test "$rc" = 3
-ct_check "taken: the log says why" grep -q "qnetd cannot start.*address already in use" "$CT_OUT/taken.log"
-docker rm "$id" >/dev/null
+    # ------------------------------------------------------------------ taken
+    step "the qnetd port is taken (host network)"
+    # the stand-in only holds a loopback port here; the daemon binds every address
+    setsid "$CT_WORK/supervisor" -listen 127.0.0.1:0 -addr-file "$CT_WORK/taken.addr" </dev/null >/dev/null 2>&1 &
+    holder=$!
+    echo "$holder" >"$CT_WORK/standin-taken.pid"
+    ct_wait_file "$CT_WORK/taken.addr" 10
+    port=$(sed 's/.*://' "$CT_WORK/taken.addr")
+    d=$CT_WORK/taken
+    ct_options "$d" "{\"port\":$port,\"log_level\":\"info\",\"tls_enabled\":true,\"pairing_enabled\":false,\"pairing_port\":22,\"authorized_keys\":[]}"
+    id=$(ct_run "$CT_PREFIX-taken" "$d" host)
+    rc=$(timeout 60 docker wait "$id" || echo timeout)
+    docker logs "$id" >"$CT_OUT/taken.log" 2>&1
+    ct_standin_stop taken
+    ct_check "taken: a daemon that cannot start stops the container with its exit code (got $rc, want 3)" test "$rc" = 3
+    ct_check "taken: the log says why" grep -q "qnetd cannot start.*address already in use" "$CT_OUT/taken.log"
+    docker rm "$id" >/dev/null
 
-# ------------------------------------------------------------------ boot
-step "boot"
-d=$CT_WORK/main
-# The defaults a user gets from the store: no pairing password, no key.
-ct_options "$d" '{"port":5403,"log_level":"info","tls_enabled":true,"pairing_enabled":true,"pairing_port":22,"authorized_keys":[],"forget_clusters":[]}'
-since=$(date +%s)
-id=$(ct_run "$CT_MAIN" "$d" none)
-ct_standin "$CT_MAIN"
-healthy=0
-ct_wait_event "$id" "$since" 90 "health_status: healthy" && healthy=1
-docker logs "$id" >"$CT_OUT/boot.log" 2>&1
-ct_check "boot: Docker's health turns healthy from the image's HEALTHCHECK ($(($(date +%s) - since)) s after start)" test $healthy = 1
-ct_check "boot: s6-rc started the oneshot" grep -q "s6-rc: info: service init-qnetd successfully started" "$CT_OUT/boot.log"
-ct_check "boot: s6-rc started the longrun" grep -q "s6-rc: info: service qnetd successfully started" "$CT_OUT/boot.log"
-ct_check "boot: the oneshot created the CA" grep -q "created a new certificate authority" "$CT_OUT/boot.log"
-ct_check "boot: the status page listens on the ingress port the Supervisor assigned ($CT_INGRESS_PORT)" \
-    grep -qF "status_page=[::]:$CT_INGRESS_PORT" "$CT_OUT/boot.log"
-# Pairing out of the box: the pairing card shows a one-time password, which
-# pvecm's ssh-copy-id step then uses (realpeer.sh).
-ct_page "$CT_MAIN" /api/status >"$CT_OUT/status-boot.json" 2>&1 || true
-jq -r '.pairing.one_time.password // empty' "$CT_OUT/status-boot.json" >"$CT_WORK/pairing-password" 2>/dev/null || true
-otp=$(cat "$CT_WORK/pairing-password")
-ct_check "boot: the pairing card shows a one-time pairing password (${otp:+valid until $(jq -r .pairing.one_time.expires "$CT_OUT/status-boot.json")})" \
-    test -n "$otp"
-ct_check "boot: the log says a one-time password was made, and not the password itself" \
-    bash -c "grep -q 'made a one-time pairing password for the first pairing' '$CT_OUT/boot.log' && ! grep -qF -- '${otp:-none}' '$CT_OUT/boot.log'"
-pid1=$(docker exec "$id" cat /proc/1/comm)
-ct_check "boot: PID 1 is s6-overlay's s6-svscan (got $pid1)" test "$pid1" = s6-svscan
-docker exec "$id" s6-rc -a list >"$CT_OUT/s6-rc-active.txt" 2>&1 || true
-ct_check "boot: s6-rc lists init-qnetd and qnetd as up" \
-    bash -c "grep -qx init-qnetd '$CT_OUT/s6-rc-active.txt' && grep -qx qnetd '$CT_OUT/s6-rc-active.txt'"
-dpid=$(ct_daemon_pid "$id")
-uid=$(docker exec "$id" awk '/^Uid:/ {print $2}' "/proc/$dpid/status")
-ct_check "boot: the daemon runs as coroqnetd (uid $uid)" test "$uid" = 5403
-docker exec "$id" corosync-qnetd-tool -s >"$CT_OUT/qnetd-tool-s.txt" 2>&1 || true
-ct_check "boot: corosync-qnetd-tool -s through docker exec" \
-    grep -qE "^TLS:[[:space:]]+Required" "$CT_OUT/qnetd-tool-s.txt"
+    # ------------------------------------------------------------------ boot
+    step "boot"
+    d=$CT_WORK/main
+    # The defaults a user gets from the store: no pairing password, no key.
+    ct_options "$d" '{"port":5403,"log_level":"info","tls_enabled":true,"pairing_enabled":true,"pairing_port":22,"authorized_keys":[],"forget_clusters":[]}'
+    since=$(date +%s)
+    id=$(ct_run "$CT_MAIN" "$d" none)
+    ct_standin "$CT_MAIN"
+    healthy=0
+    ct_wait_event "$id" "$since" 90 "health_status: healthy" && healthy=1
+    docker logs "$id" >"$CT_OUT/boot.log" 2>&1
+    ct_check "boot: Docker's health turns healthy from the image's HEALTHCHECK ($(($(date +%s) - since)) s after start)" test $healthy = 1
+    ct_check "boot: s6-rc started the oneshot" grep -q "s6-rc: info: service init-qnetd successfully started" "$CT_OUT/boot.log"
+    ct_check "boot: s6-rc started the longrun" grep -q "s6-rc: info: service qnetd successfully started" "$CT_OUT/boot.log"
+    ct_check "boot: the oneshot created the CA" grep -q "created a new certificate authority" "$CT_OUT/boot.log"
+    ct_check "boot: the status page listens on the ingress port the Supervisor assigned ($CT_INGRESS_PORT)" \
+        grep -qF "status_page=[::]:$CT_INGRESS_PORT" "$CT_OUT/boot.log"
+    # Pairing out of the box: the pairing card shows a one-time password, which
+    # pvecm's ssh-copy-id step then uses (realpeer.sh).
+    ct_page "$CT_MAIN" /api/status >"$CT_OUT/status-boot.json" 2>&1 || true
+    jq -r '.pairing.one_time.password // empty' "$CT_OUT/status-boot.json" >"$CT_WORK/pairing-password" 2>/dev/null || true
+    otp=$(cat "$CT_WORK/pairing-password")
+    ct_check "boot: the pairing card shows a one-time pairing password (${otp:+valid until $(jq -r .pairing.one_time.expires "$CT_OUT/status-boot.json")})" \
+        test -n "$otp"
+    ct_check "boot: the log says a one-time password was made, and not the password itself" \
+        bash -c "grep -q 'made a one-time pairing password for the first pairing' '$CT_OUT/boot.log' && ! grep -qF -- '${otp:-none}' '$CT_OUT/boot.log'"
+    pid1=$(docker exec "$id" cat /proc/1/comm)
+    ct_check "boot: PID 1 is s6-overlay's s6-svscan (got $pid1)" test "$pid1" = s6-svscan
+    docker exec "$id" s6-rc -a list >"$CT_OUT/s6-rc-active.txt" 2>&1 || true
+    ct_check "boot: s6-rc lists init-qnetd and qnetd as up" \
+        bash -c "grep -qx init-qnetd '$CT_OUT/s6-rc-active.txt' && grep -qx qnetd '$CT_OUT/s6-rc-active.txt'"
+    dpid=$(ct_daemon_pid "$id")
+    uid=$(docker exec "$id" awk '/^Uid:/ {print $2}' "/proc/$dpid/status")
+    ct_check "boot: the daemon runs as coroqnetd (uid $uid)" test "$uid" = 5403
+    docker exec "$id" corosync-qnetd-tool -s >"$CT_OUT/qnetd-tool-s.txt" 2>&1 || true
+    ct_check "boot: corosync-qnetd-tool -s through docker exec" \
+        grep -qE "^TLS:[[:space:]]+Required" "$CT_OUT/qnetd-tool-s.txt"
 
-# ------------------------------------------------------------------ die
-step "the daemon dies"
-since=$(date +%s)
-docker exec "$id" sh -c "kill -KILL $dpid"
-newpid=-1
-for _ in $(seq 100); do
-    newpid=$(ct_daemon_pid "$id" 2>/dev/null || echo -1)
-    # (s6-svstat says -1 while the service is down)
-    [[ "$newpid" =~ ^[1-9][0-9]*$ ]] && [ "$newpid" != "$dpid" ] && break
-    sleep 0.2 # s6-svstat is the only view of the supervision state
-done
-ct_check "die: s6 restarted the daemon (pid $dpid -> $newpid)" \
-    bash -c "[[ '$newpid' =~ ^[1-9][0-9]*\$ ]] && [ '$newpid' != '$dpid' ]"
-ct_check "die: the container keeps running" test "$(docker inspect -f '{{.State.Running}}' "$id")" = true
-for _ in $(seq 100); do docker exec "$id" qnetd addon healthcheck >/dev/null 2>&1 && break; sleep 0.2; done
-ct_check "die: the restarted daemon answers the health check" docker exec "$id" qnetd addon healthcheck
-ct_check "die: the finish script logged the signal" bash -c "docker logs '$id' 2>&1 | grep -q 'qnetd was ended by signal 9'"
+    # ------------------------------------------------------------------ die
+    step "the daemon dies"
+    since=$(date +%s)
+    docker exec "$id" sh -c "kill -KILL $dpid"
+    newpid=-1
+    for _ in $(seq 100); do
+        newpid=$(ct_daemon_pid "$id" 2>/dev/null || echo -1)
+        # (s6-svstat says -1 while the service is down)
+        [[ "$newpid" =~ ^[1-9][0-9]*$ ]] && [ "$newpid" != "$dpid" ] && break
+        sleep 0.2 # s6-svstat is the only view of the supervision state
+    done
+    ct_check "die: s6 restarted the daemon (pid $dpid -> $newpid)" \
+        bash -c "[[ '$newpid' =~ ^[1-9][0-9]*\$ ]] && [ '$newpid' != '$dpid' ]"
+    ct_check "die: the container keeps running" test "$(docker inspect -f '{{.State.Running}}' "$id")" = true
+    for _ in $(seq 100); do docker exec "$id" qnetd addon healthcheck >/dev/null 2>&1 && break; sleep 0.2; done
+    ct_check "die: the restarted daemon answers the health check" docker exec "$id" qnetd addon healthcheck
+    ct_check "die: the finish script logged the signal" bash -c "docker logs '$id' 2>&1 | grep -q 'qnetd was ended by signal 9'"
 
-# ------------------------------------------------------------------ wedge
-step "the daemon is wedged"
-dpid=$(ct_daemon_pid "$id")
-since=$(date +%s)
-docker exec "$id" sh -c "kill -STOP $dpid"
-unhealthy=0
-ct_wait_event "$id" "$since" 60 "health_status: unhealthy" && unhealthy=1
-ct_check "wedge: a daemon that does not answer turns the container unhealthy ($(($(date +%s) - since)) s)" test $unhealthy = 1
-since=$(date +%s)
-docker exec "$id" sh -c "kill -CONT $dpid"
-healthy=0
-ct_wait_event "$id" "$since" 60 "health_status: healthy" && healthy=1
-ct_check "wedge: healthy again once it answers ($(($(date +%s) - since)) s)" test $healthy = 1
-ct_health_log "$id" "$CT_OUT/health-history.txt"
+    # ------------------------------------------------------------------ wedge
+    step "the daemon is wedged"
+    dpid=$(ct_daemon_pid "$id")
+    since=$(date +%s)
+    docker exec "$id" sh -c "kill -STOP $dpid"
+    unhealthy=0
+    ct_wait_event "$id" "$since" 60 "health_status: unhealthy" && unhealthy=1
+    ct_check "wedge: a daemon that does not answer turns the container unhealthy ($(($(date +%s) - since)) s)" test $unhealthy = 1
+    since=$(date +%s)
+    docker exec "$id" sh -c "kill -CONT $dpid"
+    healthy=0
+    ct_wait_event "$id" "$since" 60 "health_status: healthy" && healthy=1
+    ct_check "wedge: healthy again once it answers ($(($(date +%s) - since)) s)" test $healthy = 1
+    ct_health_log "$id" "$CT_OUT/health-history.txt"
 
-# ------------------------------------------------------------------ peers
-step "real peers: pvecm pairing, vote through a split, restart"
-t=$SECONDS
-set +e
-bash "$HERE/realpeer.sh" 2>&1 | tee "$CT_OUT/realpeer.txt"
-rc=${PIPESTATUS[0]}
-set -e
-sed -n 's/^\(PASS\|FAIL\) \[tls=[a-z]* *\] */\1 peers: /p' "$CT_OUT/realpeer.txt" >>"$CT_OUT/verdicts.txt"
-ct_check "peers: realpeer.sh passed every scenario (exit $rc)" test "$rc" = 0
-ct_page "$CT_MAIN" /api/status >"$CT_OUT/status-after-pairing.json" 2>&1 || true
-state=$(jq -r '.pairing.one_time.state + " by " + (.pairing.one_time.used_by // "-")' "$CT_OUT/status-after-pairing.json" 2>/dev/null)
-ct_check "peers: pvecm's key used up the one-time password; the card says so after the restart ($state)" \
-    bash -c "[[ '$state' == 'used by SHA256:'* ]] && ! grep -qF -- '${otp:-none}' '$CT_OUT/status-after-pairing.json'"
-echo "realpeer: $((SECONDS - t)) s" >>"$CT_OUT/timings.txt"
+    # ------------------------------------------------------------------ peers
+    step "real peers: pvecm pairing, vote through a split, restart"
+    t=$SECONDS
+    set +e
+    bash "$HERE/realpeer.sh" 2>&1 | tee "$CT_OUT/realpeer.txt"
+    rc=${PIPESTATUS[0]}
+    set -e
+    sed -n 's/^\(PASS\|FAIL\) \[tls=[a-z]* *\] */\1 peers: /p' "$CT_OUT/realpeer.txt" >>"$CT_OUT/verdicts.txt"
+    ct_check "peers: realpeer.sh passed every scenario (exit $rc)" test "$rc" = 0
+    ct_page "$CT_MAIN" /api/status >"$CT_OUT/status-after-pairing.json" 2>&1 || true
+    state=$(jq -r '.pairing.one_time.state + " by " + (.pairing.one_time.used_by // "-")' "$CT_OUT/status-after-pairing.json" 2>/dev/null)
+    ct_check "peers: pvecm's key used up the one-time password; the card says so after the restart ($state)" \
+        bash -c "[[ '$state' == 'used by SHA256:'* ]] && ! grep -qF -- '${otp:-none}' '$CT_OUT/status-after-pairing.json'"
+    echo "realpeer: $((SECONDS - t)) s" >>"$CT_OUT/timings.txt"
+
+    # ------------------------------------------------------------------ stop
+    step "stop"
+    ct_health_log "$CT_MAIN" "$CT_OUT/health-history-after-restart.txt"
+    docker logs "$CT_MAIN" >"$CT_OUT/main-after-restart.log" 2>&1
+    ct_stop "$CT_MAIN"
+    docker logs "$CT_MAIN" >"$CT_OUT/main-final.log" 2>&1
+    ct_check "stop: docker stop exits 0 (got $CT_STOP_RC) within the 10 s timeout (${CT_STOP_S} s)" \
+        awk -v s="$CT_STOP_S" -v rc="$CT_STOP_RC" 'BEGIN{exit !(rc == 0 && s < 10)}'
+    ct_check "stop: the daemon shut down on SIGTERM" grep -q "shutting down" "$CT_OUT/main-final.log"
+    # the entities go unavailable: the add-on says offline before it goes (its
+    # last will says the same when it cannot)
+    ct_check "stop: the MQTT entities went unavailable (availability offline)" \
+        bash -c "tail -n 20 '$CT_OUT/mqtt-messages.txt' | grep -qE ' qnetd/[^ ]+/availability offline\$'"
+    ct_broker_stop "$CT_MAIN"
+    ct_standin_stop "$CT_MAIN"
+fi
 
 # ------------------------------------------------------------------ crmsh
-step "crmsh: SUSE's qdevice steps against a new container, then real nodes"
-t=$SECONDS
-set +e
-bash "$HERE/crmsh.sh" 2>&1 | tee "$CT_OUT/crmsh.txt"
-rc=${PIPESTATUS[0]}
-set -e
-sed -n 's/^\(PASS\|FAIL\) \[tls=[a-z]* *\] */\1 crmsh: /p' "$CT_OUT/crmsh.txt" >>"$CT_OUT/verdicts.txt"
-ct_check "crmsh: crmsh.sh passed every scenario (exit $rc)" test "$rc" = 0
-echo "crmsh: $((SECONDS - t)) s" >>"$CT_OUT/timings.txt"
+if want crmsh; then
+    step "crmsh: SUSE's qdevice steps against a new container, then real nodes"
+    t=$SECONDS
+    set +e
+    bash "$HERE/crmsh.sh" 2>&1 | tee "$CT_OUT/crmsh.txt"
+    rc=${PIPESTATUS[0]}
+    set -e
+    sed -n 's/^\(PASS\|FAIL\) \[tls=[a-z]* *\] */\1 crmsh: /p' "$CT_OUT/crmsh.txt" >>"$CT_OUT/verdicts.txt"
+    ct_check "crmsh: crmsh.sh passed every scenario (exit $rc)" test "$rc" = 0
+    echo "crmsh: $((SECONDS - t)) s" >>"$CT_OUT/timings.txt"
+fi
 
-# ------------------------------------------------------------------ stop
-step "stop"
-ct_health_log "$CT_MAIN" "$CT_OUT/health-history-after-restart.txt"
-docker logs "$CT_MAIN" >"$CT_OUT/main-after-restart.log" 2>&1
-ct_stop "$CT_MAIN"
-docker logs "$CT_MAIN" >"$CT_OUT/main-final.log" 2>&1
-ct_check "stop: docker stop exits 0 (got $CT_STOP_RC) within the 10 s timeout (${CT_STOP_S} s)" \
-    awk -v s="$CT_STOP_S" -v rc="$CT_STOP_RC" 'BEGIN{exit !(rc == 0 && s < 10)}'
-ct_check "stop: the daemon shut down on SIGTERM" grep -q "shutting down" "$CT_OUT/main-final.log"
-# the entities go unavailable: the add-on says offline before it goes (its
-# last will says the same when it cannot)
-ct_check "stop: the MQTT entities went unavailable (availability offline)" \
-    bash -c "tail -n 20 '$CT_OUT/mqtt-messages.txt' | grep -qE ' qnetd/[^ ]+/availability offline\$'"
-ct_broker_stop "$CT_MAIN"
-ct_standin_stop "$CT_MAIN"
+# ------------------------------------------------------------------ pcs
+if want pcs; then
+    step "pcs: RHEL's pcs host auth and pcs quorum device add against a new container (pcs only), then real nodes"
+    t=$SECONDS
+    set +e
+    bash "$HERE/pcs.sh" 2>&1 | tee "$CT_OUT/pcs.txt"
+    rc=${PIPESTATUS[0]}
+    set -e
+    sed -n 's/^\(PASS\|FAIL\) \[tls=[a-z]* *\] */\1 pcs: /p' "$CT_OUT/pcs.txt" >>"$CT_OUT/verdicts.txt"
+    ct_check "pcs: pcs.sh passed every scenario (exit $rc)" test "$rc" = 0
+    echo "pcs: $((SECONDS - t)) s" >>"$CT_OUT/timings.txt"
+fi
 
 # ------------------------------------------------------------------ report
 echo "total: $((SECONDS - T0)) s" >>"$CT_OUT/timings.txt"
@@ -288,32 +318,41 @@ echo "total: $((SECONDS - T0)) s" >>"$CT_OUT/timings.txt"
     echo '```'
     cat "$CT_OUT/image-size.txt"
     echo '```'
-    echo '## Home Assistant during the split (MQTT state messages, events)'
-    echo '```'
-    grep -E '/cluster/[^ ]+/state ' "$CT_OUT/mqtt-messages.txt" 2>/dev/null | cut -c1-400
-    grep -E '^POST /core/api/events/' "$CT_OUT/supervisor-requests.txt" 2>/dev/null
-    grep -E 'cluster state changed|ffsplit decision|qdevice vote|node disconnected' "$CT_OUT/main-final.log" 2>/dev/null | cut -c1-300
-    echo '```'
-    echo '## Boot log (first boot)'
-    echo '```'
-    cat "$CT_OUT/boot.log"
-    echo '```'
-    echo '## Health history (docker inspect, after the wedge)'
-    echo '```'
-    cat "$CT_OUT/health-history.txt"
-    echo '```'
-    echo '## Pairing (pvecm qdevice setup steps from n1 over SSH)'
-    echo '```'
-    cat "$CT_OUT/pairing.log" 2>/dev/null
-    echo '```'
-    echo '## Real peers'
-    echo '```'
-    grep -E '^(PASS|FAIL) |passed,' "$CT_OUT/realpeer.txt" || true
-    echo '```'
-    echo '## Add-on log around the restart (second container)'
-    echo '```'
-    cat "$CT_OUT/main-final.log"
-    echo '```'
+    if want main; then
+        echo '## Home Assistant during the split (MQTT state messages, events)'
+        echo '```'
+        grep -E '/cluster/[^ ]+/state ' "$CT_OUT/mqtt-messages.txt" 2>/dev/null | cut -c1-400
+        grep -E '^POST /core/api/events/' "$CT_OUT/supervisor-requests.txt" 2>/dev/null
+        grep -E 'cluster state changed|ffsplit decision|qdevice vote|node disconnected' "$CT_OUT/main-final.log" 2>/dev/null | cut -c1-300
+        echo '```'
+        echo '## Boot log (first boot)'
+        echo '```'
+        cat "$CT_OUT/boot.log"
+        echo '```'
+        echo '## Health history (docker inspect, after the wedge)'
+        echo '```'
+        cat "$CT_OUT/health-history.txt"
+        echo '```'
+        echo '## Pairing (pvecm qdevice setup steps from n1 over SSH)'
+        echo '```'
+        cat "$CT_OUT/pairing.log" 2>/dev/null
+        echo '```'
+        echo '## Real peers'
+        echo '```'
+        grep -E '^(PASS|FAIL) |passed,' "$CT_OUT/realpeer.txt" || true
+        echo '```'
+        echo '## Add-on log around the restart (second container)'
+        echo '```'
+        cat "$CT_OUT/main-final.log"
+        echo '```'
+    fi
+    if want pcs; then
+        echo "## pcs (each step with the answers of the nodes' pcsd stand-ins, then the add-on's pcsd lines)"
+        echo '```'
+        cat "$CT_OUT/pcs-steps.log" 2>/dev/null || true
+        grep -E 'pcsd: ' "$CT_OUT/pcs-container.log" 2>/dev/null | cut -c1-300 || true
+        echo '```'
+    fi
 } >"$CT_OUT/report.md"
 failed=$(ct_failed)
 printf '\ncontainer test: %s verdicts, %s failed, %d s; report: %s\n' \

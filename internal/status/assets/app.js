@@ -82,18 +82,22 @@ setInterval(tick, 1000);
 
 // oneTimeCard is the pairing card's password part: the one-time password
 // while it is valid, else what happened to it, and the button for a new one.
-function oneTimeCard(p) {
+// pcs: for the pcs card when the SSH endpoint is off (pcs's password then).
+function oneTimeCard(p, pcs) {
   const ot = p.one_time || { state: "none" };
   const until = (t) => new Date(t).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
   let text;
   switch (ot.state) {
     case "valid":
-      text = `<p>When <code>pvecm</code> asks for root's password, enter this one-time pairing password:</p>
-        <pre class="secret" id="one-time-password">${esc(ot.password)}</pre>
-        <p class="muted">Valid until ${esc(until(ot.expires))}; the first node key it installs uses it up.</p>`;
+      text = pcs ? `<p>Give <code>pcs host auth</code> this one-time pairing password (<code>-p</code>, user <code>hacluster</code>):</p>`
+        : `<p>When <code>pvecm</code> asks for root's password, enter this one-time pairing password:</p>`;
+      text += `<pre class="secret" id="one-time-password">${esc(ot.password)}</pre>
+        <p class="muted">Valid until ${esc(until(ot.expires))}; the first ${pcs ? "<code>pcs host auth</code>" : "node key it installs"} uses it up.</p>`;
       break;
     case "used":
-      text = `<p>The one-time pairing password was used ${esc(ago(ot.used_at))} to install the key ${esc(ot.used_by || "")}.</p>`;
+      text = /^pcs token /.test(ot.used_by || "")
+        ? `<p>The one-time pairing password was used ${esc(ago(ot.used_at))} by <code>pcs host auth</code> (${esc(ot.used_by)}).</p>`
+        : `<p>The one-time pairing password was used ${esc(ago(ot.used_at))} to install the key ${esc(ot.used_by || "")}.</p>`;
       break;
     case "expired":
       text = `<p>The one-time pairing password expired at ${esc(until(ot.expires))} without being used.</p>`;
@@ -106,15 +110,58 @@ function oneTimeCard(p) {
   return text + `<p><button type="button" id="new-one-time">${again}</button> <span id="one-time-error" class="bad-text"></span></p>`;
 }
 
+// revokeArmed is the token whose Revoke button was clicked once: the
+// second click revokes (re-renders keep it armed).
+let revokeArmed = "";
+
+// pcsCard is the pcs endpoint's card: the commands, the one-time password
+// when the SSH endpoint is off, and the tokens with their Revoke buttons.
+function pcsCard(p) {
+  const c = p.pcs;
+  const token = (t) => `<li>token <code>${esc(t.id)}</code>, made ${esc(ago(t.created))} from ${esc(t.addr)}${t.one_time ? " with the one-time password" : ""};
+      ${t.clusters.length ? "owns " + t.clusters.map((n) => `<strong>${esc(n)}</strong>`).join(", ") : "owns no cluster yet"}
+      <button type="button" class="revoke" data-id="${esc(t.id)}">${revokeArmed === t.id ? "Click again to revoke" : "Revoke"}</button></li>`;
+  const tokens = c.problem ? `<p class="bad-text">${esc(c.problem)}</p>`
+    : c.tokens.length ? `<ul class="tokens">${c.tokens.map(token).join("")}</ul>
+      <p class="muted">Revoking a token refuses it from then on and frees the cluster names it owns for the next <code>pcs host auth</code>; the nodes keep their certificates and their vote.</p>`
+    : `<p class="muted">No token yet.</p>`;
+  return `<h2>Pair a RHEL cluster (pcs)</h2><article class="card" id="pcs">
+    <p>On one cluster node, as root:</p><pre>${c.commands.map(esc).join("\n")}</pre>
+    ${p.enabled ? `<p class="muted">The password (user <code>hacluster</code>) is the one-time pairing password above, or <code>pairing_password</code>.</p>` : oneTimeCard(p, true)}
+    <h3>pcs tokens</h3>${tokens}<p id="pcs-error" class="bad-text"></p></article>`;
+}
+
 function renderPairing(p) {
-  $("pairing").innerHTML = p.problem ? `<h2>Pair a Proxmox cluster</h2><article class="card warn"><p>${esc(p.problem)}</p></article>`
+  const pvecm = p.problem ? `<h2>Pair a Proxmox cluster</h2><article class="card warn"><p>${esc(p.problem)}</p></article>`
     : !p.enabled ? "" : `<h2>Pair a Proxmox cluster</h2><article class="card">
     <p>On one Proxmox node, as root:</p><pre>${esc(p.command)}</pre>
     ${p.ssh_config ? `<p>The pairing port is not 22: first add this to <code>/root/.ssh/config</code> on that node:</p><pre>${esc(p.ssh_config)}</pre>` : ""}
     <p>At the first contact SSH shows the host key; it must be one of:</p><pre>${p.fingerprints.map(esc).join("\n")}</pre>
     ${oneTimeCard(p)}</article>`;
+  $("pairing").innerHTML = pvecm + (p.pcs ? pcsCard(p) : "");
   const b = $("new-one-time");
   if (b) b.onclick = newOneTime;
+  for (const r of document.querySelectorAll("button.revoke")) r.onclick = () => revoke(r);
+}
+
+async function revoke(button) {
+  const id = button.dataset.id;
+  if (revokeArmed !== id) {
+    revokeArmed = id;
+    button.textContent = "Click again to revoke";
+    return;
+  }
+  revokeArmed = "";
+  button.disabled = true;
+  try {
+    const r = await fetch("api/pcs/revoke-token", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ id }) });
+    if (!r.ok) throw new Error(await r.text());
+    render(await r.json());
+  } catch (e) {
+    button.disabled = false;
+    button.textContent = "Revoke";
+    $("pcs-error").textContent = "Could not revoke it: " + e.message;
+  }
 }
 
 async function newOneTime() {
