@@ -52,7 +52,7 @@ func runMain(workload string, args []string, stdout, stderr io.Writer) int {
 	var p Params
 	fs.IntVar(&p.Clusters, "clusters", 1000, "clusters (connect, restart, splits)")
 	fs.IntVar(&p.Nodes, "nodes", 2, "nodes per cluster")
-	fs.IntVar(&p.IdleClients, "idle-clients", 5000, "clients for the idle workload")
+	fs.IntVar(&p.IdleClients, "idle-clients", 10000, "clients for the idle workload (plaintext)")
 	fs.DurationVar(&p.IdleWindow, "idle-window", 24*time.Second, "idle: CPU is measured over this window")
 	fs.Float64Var(&p.Rate, "rate", 100, "splits: splits and heals started per second")
 	fs.DurationVar(&p.SplitsFor, "splits-for", 30*time.Second, "splits: how long at -rate")
@@ -283,7 +283,7 @@ func (r *runner) restart() (*Pair, error) {
 }
 
 func (r *runner) idle() (*Pair, error) {
-	return r.each(nameIdle, false, func(s *Server) (*Result, error) { return Idle(s, r.p) }, false)
+	return r.each(nameIdle, false, func(s *Server) (*Result, error) { return Idle(s, r.p) }, true)
 }
 
 func (r *runner) splits() (*Pair, error) {

@@ -80,6 +80,13 @@ var metrics = []metric{
 		}
 		return fmt.Sprintf("%s (%.0f %% back)", fnum(r.RSSAfterMB, " MB"), r.ReturnedPct)
 	}},
+	{"returned_5s_pct", func(r *Result) float64 { return r.Returned5sPct }, "back in 5 s", func(r *Result) string {
+		if r.RSSAfterMB == 0 {
+			return ""
+		}
+		return fmt.Sprintf("%.0f %%", r.Returned5sPct)
+	}},
+	{"cpu_per_decision_ms", func(r *Result) float64 { return r.CPUPerDecisionMs }, "CPU/decision", func(r *Result) string { return fnum(r.CPUPerDecisionMs, " ms") }},
 	{"mem_per_client_kb", func(r *Result) float64 { return r.MemPerClientKB }, "mem/client", func(r *Result) string { return fnum(r.MemPerClientKB, " kB") }},
 }
 
@@ -242,10 +249,21 @@ func (rep *Report) Evaluate() {
 		}
 		rep.Goals = append(rep.Goals, Goal{Goal: "decision latency p50 <= 2 ms and p99 <= 10 ms", Met: r.Decisions > 0 && r.P50Ms <= 2 && r.P99Ms <= 10, Measured: m})
 	}
+	if p := rep.find(nameSplits); both(p) && p.Ours.CPUPerDecisionMs > 0 {
+		rep.Goals = append(rep.Goals, Goal{Goal: "server CPU per decision <= 0.15 ms (splits at a fixed rate)", Met: p.Ours.CPUPerDecisionMs <= 0.15,
+			Measured: fmt.Sprintf("%.3f ms vs %.3f ms, %d and %d decisions at %.0f/s, %d clients", p.Ours.CPUPerDecisionMs, p.Upstream.CPUPerDecisionMs,
+				p.Ours.Decisions, p.Upstream.Decisions, p.Ours.DecisionsPerS, p.Ours.Clients)})
+	}
 	if p := rep.find(nameIdle); both(p) && p.Ratio != nil {
 		x := p.Ratio["cpu_s"]
 		rep.Goals = append(rep.Goals, Goal{Goal: fmt.Sprintf("idle CPU at %d clients <= 1/10 of upstream", p.Ours.Clients), Met: x > 0 && x <= 0.1,
 			Measured: fmt.Sprintf("%.3fx: %.2f s vs %.2f s of CPU in %.0f s", x, p.Ours.CPUS, p.Upstream.CPUS, p.Ours.WindowS)})
+		m := p.Ours.MemPerClientKB / p.Upstream.MemPerClientKB
+		rep.Goals = append(rep.Goals, Goal{Goal: fmt.Sprintf("plain memory per client at %d clients <= upstream's", p.Ours.Clients), Met: m <= 1,
+			Measured: fmt.Sprintf("%.2fx: %.2f kB vs %.2f kB", m, p.Ours.MemPerClientKB, p.Upstream.MemPerClientKB)})
+		rep.Goals = append(rep.Goals, Goal{Goal: "at least 90 % of the memory the clients added back within 5 s after they left", Met: p.Ours.Returned5sPct >= 90,
+			Measured: fmt.Sprintf("ours %.0f %%, upstream %.0f %% of %.1f and %.1f MB", p.Ours.Returned5sPct, p.Upstream.Returned5sPct,
+				p.Ours.RSSLoadedMB-p.Ours.RSSIdleMB, p.Upstream.RSSLoadedMB-p.Upstream.RSSIdleMB)})
 	}
 	if p := rep.find(nameConnect(false)); both(p) {
 		rep.Goals = append(rep.Goals, Goal{Goal: "idle RSS <= upstream's", Met: p.Ours.RSSIdleMB <= p.Upstream.RSSIdleMB,

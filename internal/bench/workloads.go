@@ -50,6 +50,13 @@ type Result struct {
 	// within the wait after they left; ReturnedS is when (-1: not half).
 	ReturnedPct float64 `json:"returned_pct"`
 	ReturnedS   float64 `json:"returned_s,omitempty"`
+	// Returned5sPct is how much of it was back 5 s after the last client
+	// left (a reconnect storm's memory should not stay with the box).
+	Returned5sPct float64 `json:"returned_5s_pct"`
+	// CPUPerDecisionMs is the server's CPU over the splits run at a fixed
+	// rate divided by the decisions made (heartbeats of every connected
+	// node included: what a decision costs a busy server).
+	CPUPerDecisionMs float64 `json:"cpu_per_decision_ms,omitempty"`
 
 	Attempts    int64   `json:"attempts"`
 	Failures    int64   `json:"failed_attempts"`
@@ -159,27 +166,45 @@ func Connect(s *Server, p Params) (*Result, error) {
 // of what the clients added went back and when.
 func (r *Result) watchLeave(s *Server, idle, loaded int64, left time.Time, wait time.Duration) {
 	added := loaded - idle
+	back := func(rss int64) float64 {
+		if added <= 0 {
+			return 0
+		}
+		return max(0, 100*float64(loaded-rss)/float64(added))
+	}
 	last, low := loaded, loaded
 	var lowAt time.Duration
+	at5s := -1.0
 	for {
 		st, err := s.Stats()
 		if err != nil {
 			break
 		}
 		last = st.RSS
+		since := time.Since(left)
 		if last < low-(512<<10) {
-			low, lowAt = last, time.Since(left)
+			low, lowAt = last, since
 		}
-		if last-idle <= added/20 || time.Since(left) > wait {
+		if at5s < 0 && since >= 5*time.Second {
+			at5s = back(last)
+		}
+		if last-idle <= added/20 || since > wait {
 			break
 		}
-		time.Sleep(time.Second)
+		// Sample often around the 5 s mark, then once a second.
+		step := time.Second
+		if d := 5*time.Second - since; d > 0 && d < step {
+			step = d
+		}
+		time.Sleep(step)
 	}
 	r.RSSAfterMB = mb(last)
 	r.ReturnedS = -1
-	if added > 0 {
-		r.ReturnedPct = max(0, 100*float64(loaded-last)/float64(added))
+	r.ReturnedPct = back(last)
+	if at5s < 0 { // came back before 5 s
+		at5s = r.ReturnedPct
 	}
+	r.Returned5sPct = at5s
 	if r.ReturnedPct >= 50 {
 		r.ReturnedS = lowAt.Seconds()
 	}
@@ -227,7 +252,9 @@ func Restart(s *Server, p Params) (*Result, error) {
 
 // Idle connects IdleClients plain nodes (bounded concurrency, not
 // measured), waits one heartbeat interval and measures the server's CPU
-// over IdleWindow of heartbeats at the default interval.
+// over IdleWindow of heartbeats at the default interval and its memory
+// per client; then every client leaves at once and the RSS is watched in
+// the background as for Connect (WaitLeave before reading it).
 func Idle(s *Server, p Params) (*Result, error) {
 	n := p.Nodes
 	clusters := (p.IdleClients + n - 1) / n
@@ -238,11 +265,11 @@ func Idle(s *Server, p Params) (*Result, error) {
 	}
 	_ = ResetPeak(s.PID())
 	r.RSSIdleMB = mb(idle.RSS)
+	fds0, _ := CountFDs(s.PID())
 	f, err := connectVoted(s, p, "i", clusters, n)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
 	r.Voted = f.Acked()
 	time.Sleep(f.Config.Heartbeat) // the connect work is over, every node has sent an echo
 	a, _ := s.Stats()
@@ -251,7 +278,18 @@ func Idle(s *Server, p Params) (*Result, error) {
 	r.CPUS, r.WindowS = (b.CPU - a.CPU).Seconds(), p.IdleWindow.Seconds()
 	r.RSSLoadedMB, r.RSSPeakMB = mb(b.RSS), mb(b.HWM)
 	r.MemPerClientKB = float64(b.RSS-idle.RSS) / 1024 / float64(r.Clients)
+	// Then they all leave at once, and the RSS is watched come back.
+	f.Close()
 	r.fleetStats(f)
+	if err := WaitFDs(s.PID(), fds0, 60*time.Second); err != nil {
+		r.FirstError = err.Error()
+	}
+	left := time.Now()
+	r.leave = make(chan struct{})
+	go func() {
+		defer close(r.leave)
+		r.watchLeave(s, idle.RSS, b.RSS, left, p.LeaveWait)
+	}()
 	return r, nil
 }
 
@@ -298,6 +336,9 @@ func Splits(s *Server, p Params) (*Result, error) {
 		r.DecisionsPerS = float64(len(lat)) / elapsed.Seconds()
 	}
 	r.CPUS, r.WindowS = cpu.Seconds(), elapsed.Seconds()
+	if len(lat) > 0 {
+		r.CPUPerDecisionMs = 1000 * r.CPUS / float64(len(lat))
+	}
 	r.latencies(lat)
 	if p.SaturateFor > 0 {
 		// Then as many as the server makes with 64 decisions in flight.
