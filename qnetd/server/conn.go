@@ -5,7 +5,6 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -14,10 +13,11 @@ import (
 )
 
 // conn is one client connection. An idle connection owns no goroutine and
-// no buffer: plaintext connections are read by the server's poller (see
-// poll_linux.go), TLS connections by a reader goroutine of their own
-// (read.go), and replies are written straight from the engine goroutine
-// unless the socket is full, when a writer goroutine drains the backlog.
+// no buffer: plaintext connections are a bare socket served by the
+// server's poller (see poll_linux.go), TLS connections have a reader
+// goroutine of their own (read.go). Replies are written straight from the
+// engine goroutine; when the socket is full, the poller (plaintext) or a
+// writer goroutine (TLS) drains the backlog.
 type conn struct {
 	s    *Server
 	id   engine.ClientID
@@ -25,19 +25,20 @@ type conn struct {
 	// cluster is the name from the client's PREINIT, for log lines about
 	// its TLS handshake (the engine has it too, but handshakes run here).
 	cluster string
-	raw     net.Conn
-	// rc reads and writes raw without blocking while the poller serves
-	// the connection; nil otherwise.
-	rc     syscall.RawConn
-	fd     int32 // while the poller serves it
-	framer wire.Framer
+	framer  wire.Framer
 
-	mu       sync.Mutex
+	mu sync.Mutex
+	// raw is the socket as a net.Conn, nil while the poller owns it as the
+	// bare descriptor fd (-1 otherwise). Both change only under mu, and
+	// fd is used only under mu, so that a closed descriptor's number,
+	// which the next accepted socket may get, is never read or written.
+	raw      net.Conn
+	fd       int32
 	nc       net.Conn // raw, or the tls.Conn after STARTTLS
 	pending  []byte   // replies not yet handed to the socket
 	npending int      // how many messages pending holds
-	writing  bool     // a writer goroutine is draining pending
-	direct   bool     // plaintext in the poller: write without a goroutine
+	writing  bool     // the poller or a writer goroutine drains pending
+	direct   bool     // the poller owns the socket
 
 	// Before INIT (limits.go): the connection's source and neighbours
 	// among its newcomers, guarded by the server's newcomers. The engine
@@ -61,6 +62,7 @@ func newConn(s *Server, id engine.ClientID, nc net.Conn) *conn {
 		addr: nc.RemoteAddr().String(),
 		raw:  nc,
 		nc:   nc,
+		fd:   -1,
 	}
 }
 
@@ -72,15 +74,16 @@ func (c *conn) close() {
 	c.closeOnce.Do(func() {
 		c.closed.Store(true)
 		c.mu.Lock()
-		nc, polled := c.nc, c.rc != nil
-		c.mu.Unlock()
-		// Closing the socket also takes it out of the poller's epoll set.
-		if polled {
-			c.s.poll.forget(c)
+		if c.fd >= 0 {
+			c.s.poll.release(c)
 		}
-		nc.Close()
-		if nc != c.raw {
-			c.raw.Close()
+		nc, raw := c.nc, c.raw
+		c.mu.Unlock()
+		if nc != nil {
+			nc.Close()
+		}
+		if raw != nil && raw != nc {
+			raw.Close()
 		}
 		c.s.fresh.done(c)
 		c.s.nClients.Add(-1)
@@ -123,6 +126,9 @@ func (c *conn) enqueue(b []byte) sendResult {
 	if c.isClosed() {
 		return sent
 	}
+	if c.npending >= c.s.cfg.SendBuffers {
+		return full
+	}
 	if c.direct && !c.writing {
 		n, err := c.writeNow(b)
 		if err != nil {
@@ -132,36 +138,59 @@ func (c *conn) enqueue(b []byte) sendResult {
 			return sent
 		}
 		b = b[n:]
-	} else if c.npending >= c.s.cfg.SendBuffers {
-		return full
 	}
 	c.pending = append(c.pending, b...)
 	c.npending++
-	if !c.writing {
-		c.writing = true
-		c.s.wg.Add(1)
-		go c.writer()
+	if c.writing {
+		return sent
 	}
+	c.writing = true
+	if c.direct {
+		if err := c.s.poll.wantWrite(c, true); err != nil {
+			return broken
+		}
+		return sent
+	}
+	c.s.wg.Add(1)
+	go c.writer()
 	return sent
 }
 
-// writeNow writes what the socket takes at once.
+// writeNow writes what the poller's socket takes at once; c.mu is held.
 func (c *conn) writeNow(b []byte) (int, error) {
-	var n int
-	var werr error
-	if err := c.rc.Write(func(fd uintptr) bool {
-		n, werr = unix.Write(int(fd), b)
-		return true
-	}); err != nil {
-		return 0, err
+	if c.fd < 0 {
+		return 0, net.ErrClosed
 	}
-	if errors.Is(werr, unix.EAGAIN) {
+	n, err := unix.Write(int(c.fd), b)
+	if errors.Is(err, unix.EAGAIN) {
 		return 0, nil
 	}
-	if werr != nil {
-		return 0, werr
+	if err != nil {
+		return 0, err
 	}
 	return max(n, 0), nil
+}
+
+// flush writes what the socket of a plaintext client now takes of its
+// backlog; the poller calls it when the socket has room.
+func (c *conn) flush() {
+	c.mu.Lock()
+	if !c.direct || !c.writing || c.fd < 0 {
+		c.mu.Unlock()
+		return
+	}
+	n, err := c.writeNow(c.pending)
+	if err == nil {
+		c.pending = c.pending[n:]
+		if len(c.pending) == 0 {
+			c.pending, c.npending, c.writing = nil, 0, false
+			err = c.s.poll.wantWrite(c, false)
+		}
+	}
+	c.mu.Unlock()
+	if err != nil {
+		c.fail("write: " + err.Error())
+	}
 }
 
 // writer drains pending with blocking writes, coalescing whatever queued

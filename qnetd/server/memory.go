@@ -4,6 +4,8 @@ import (
 	"os"
 	"runtime/debug"
 	"time"
+
+	"github.com/qnetd-addon/qnetd/qnetd/engine"
 )
 
 // memoryReturn gives the memory of departed clients back to the system
@@ -63,13 +65,29 @@ func (s *Server) left() {
 		return
 	}
 	m.timer = time.AfterFunc(returnQuiet, func() {
-		debug.FreeOSMemory()
 		select {
-		case s.events <- event{kind: evCall, call: func() {
-			s.log.Debug().Int("clients", len(s.conns)).Int("peak", m.peak).Msg("many clients left; memory returned to the system")
-			m.peak, m.timer = len(s.conns), nil
-		}}:
+		case s.events <- event{kind: evCall, call: s.returnMemory}:
 		case <-s.done:
 		}
 	})
+}
+
+// returnMemory runs in the engine goroutine once many clients left: the
+// tables shrink to what is left, then the freed memory goes back to the
+// system (a full collection, outside the engine goroutine).
+func (s *Server) returnMemory() {
+	m := &s.mem
+	s.eng.Compact()
+	conns := make(map[engine.ClientID]*conn, len(s.conns))
+	for id, c := range s.conns {
+		conns[id] = c
+	}
+	s.conns = conns
+	s.log.Debug().Int("clients", len(s.conns)).Int("peak", m.peak).Msg("many clients left; memory returned to the system")
+	m.peak, m.timer = len(s.conns), nil
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		debug.FreeOSMemory()
+	}()
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"sync"
 	"syscall"
@@ -10,12 +11,20 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// poller reads every plaintext connection from one goroutine: an epoll set
-// of their sockets, itself waited on through Go's netpoller, so an idle
-// connection costs neither a goroutine nor a read buffer (upstream's
-// single poll loop costs about 2 kB per client; a goroutine and a buffer
-// per connection cost ten times that). Each socket is read into one
-// shared buffer; the framer keeps only unfinished messages.
+// poller serves every plaintext connection from one goroutine: an epoll
+// set of their sockets, itself waited on through Go's netpoller, so an idle
+// connection costs neither a goroutine nor a read buffer (upstream's single
+// poll loop costs about 2 kB per client; a goroutine and a buffer per
+// connection cost ten times that). Each socket is read into one shared
+// buffer; the framer keeps only unfinished messages.
+//
+// The poller owns a plaintext socket as a bare file descriptor: adopt
+// takes it out of its net.Conn, which gives the Go runtime's own poll
+// record back (about half a kilobyte per connection that the runtime
+// keeps for reuse and never returns to the system). A socket that cannot
+// take a reply at once is watched for writing here too (EPOLLOUT), so
+// plaintext clients never cost a goroutine. STARTTLS hands the socket
+// back to a net.Conn with a goroutine of its own (handOff).
 type poller struct {
 	s    *Server
 	epfd int
@@ -27,7 +36,12 @@ type poller struct {
 
 	buf    []byte // poller goroutine only
 	events []unix.EpollEvent
-	ready  []*conn
+	ready  []readyConn
+}
+
+type readyConn struct {
+	c      *conn
+	events uint32
 }
 
 func newPoller(s *Server) (*poller, error) {
@@ -48,8 +62,10 @@ func newPoller(s *Server) (*poller, error) {
 	return &poller{s: s, epfd: fd, file: f, rc: rc, buf: make([]byte, 64<<10), events: make([]unix.EpollEvent, 256)}, nil
 }
 
-// add starts reading c in the poller.
-func (p *poller) add(c *conn) error {
+// adopt takes c's socket out of its net.Conn: from here on c.fd is the
+// socket, written from the engine goroutine and read by the poller once
+// watch adds it. It runs before the engine hears of c.
+func (p *poller) adopt(c *conn) error {
 	sc, ok := c.raw.(syscall.Conn)
 	if !ok {
 		return fmt.Errorf("%T has no file descriptor", c.raw)
@@ -58,47 +74,106 @@ func (p *poller) add(c *conn) error {
 	if err != nil {
 		return err
 	}
-	c.mu.Lock()
-	c.rc, c.direct = rc, true
-	c.mu.Unlock()
-	var cerr error
-	if err := rc.Control(func(fd uintptr) {
-		p.mu.Lock()
-		if int(fd) >= len(p.byFD) {
-			p.byFD = append(p.byFD, make([]*conn, int(fd)+1-len(p.byFD)+len(p.byFD)/2)...)
-		}
-		c.fd = int32(fd)
-		p.byFD[fd] = c
-		p.mu.Unlock()
-		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}
-		cerr = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, int(fd), &ev)
+	fd := -1
+	var derr error
+	if err := rc.Control(func(s uintptr) {
+		// The copy keeps the socket (and its O_NONBLOCK) when the
+		// net.Conn closes.
+		fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0)
 	}); err != nil {
 		return err
 	}
-	if cerr != nil {
-		return fmt.Errorf("epoll_ctl add: %w", cerr)
+	if derr != nil {
+		return fmt.Errorf("dup socket: %w", derr)
+	}
+	c.raw.Close()
+	c.mu.Lock()
+	c.raw, c.nc, c.fd, c.direct = nil, nil, int32(fd), true
+	c.mu.Unlock()
+	return nil
+}
+
+// watch starts reading c, adopted before.
+func (p *poller) watch(c *conn) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.fd < 0 {
+		return nil // closed meanwhile
+	}
+	p.mu.Lock()
+	if int(c.fd) >= len(p.byFD) {
+		p.byFD = append(p.byFD, make([]*conn, int(c.fd)+1-len(p.byFD)+len(p.byFD)/2)...)
+	}
+	p.byFD[c.fd] = c
+	p.mu.Unlock()
+	events := uint32(unix.EPOLLIN)
+	if c.writing {
+		events |= unix.EPOLLOUT
+	}
+	ev := unix.EpollEvent{Events: events, Fd: c.fd}
+	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, int(c.fd), &ev); err != nil {
+		return fmt.Errorf("epoll_ctl add: %w", err)
 	}
 	return nil
 }
 
-// forget drops the poller's reference to a closed c.
-func (p *poller) forget(c *conn) {
+// wantWrite says whether the poller should tell when c's socket takes
+// more; c.mu is held.
+func (p *poller) wantWrite(c *conn, on bool) error {
+	events := uint32(unix.EPOLLIN)
+	if on {
+		events |= unix.EPOLLOUT
+	}
+	ev := unix.EpollEvent{Events: events, Fd: c.fd}
+	err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, int(c.fd), &ev)
+	if errors.Is(err, unix.ENOENT) {
+		return nil // not watched yet: watch adds it with EPOLLOUT
+	}
+	return err
+}
+
+// release closes c's socket; c.mu is held. Closing it also takes it out
+// of the epoll set.
+func (p *poller) release(c *conn) {
 	p.mu.Lock()
 	if int(c.fd) < len(p.byFD) && p.byFD[c.fd] == c {
 		p.byFD[c.fd] = nil
 	}
 	p.mu.Unlock()
+	unix.Close(int(c.fd))
+	c.fd = -1
 }
 
-// handOff stops reading c here and gives it a goroutine of its own, for
-// what follows a STARTTLS message.
+// handOff stops serving c here and gives it a net.Conn and a goroutine of
+// its own, for what follows a STARTTLS message.
 func (p *poller) handOff(c *conn, answer chan bool, rest []byte) {
-	_ = c.rc.Control(func(fd uintptr) {
-		_ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, int(fd), nil)
-	})
-	p.forget(c)
 	c.mu.Lock()
-	c.direct = false
+	if c.fd < 0 {
+		c.mu.Unlock()
+		return // closed meanwhile
+	}
+	_ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, int(c.fd), nil)
+	p.mu.Lock()
+	if p.byFD[c.fd] == c {
+		p.byFD[c.fd] = nil
+	}
+	p.mu.Unlock()
+	f := os.NewFile(uintptr(c.fd), "client")
+	nc, err := net.FileConn(f)
+	f.Close()
+	c.fd = -1
+	if err != nil {
+		c.mu.Unlock()
+		c.s.log.Error().Err(err).Str("addr", c.addr).Msg("cannot hand the connection to TLS")
+		c.fail("cannot hand the connection to TLS: " + err.Error())
+		return
+	}
+	c.raw, c.nc, c.direct = nc, nc, false
+	if c.writing {
+		// Replies still queued go out before the handshake's.
+		c.s.wg.Add(1)
+		go c.writer()
+	}
 	c.mu.Unlock()
 	c.s.wg.Add(1)
 	go c.serve(answer, rest)
@@ -128,13 +203,18 @@ func (p *poller) run() {
 		p.mu.Lock()
 		for _, ev := range p.events[:n] {
 			if fd := int(ev.Fd); fd < len(p.byFD) && p.byFD[fd] != nil {
-				p.ready = append(p.ready, p.byFD[fd])
+				p.ready = append(p.ready, readyConn{p.byFD[fd], ev.Events})
 			}
 		}
 		p.mu.Unlock()
-		for i, c := range p.ready {
-			p.read(c)
-			p.ready[i] = nil
+		for i, r := range p.ready {
+			if r.events&unix.EPOLLOUT != 0 {
+				r.c.flush()
+			}
+			if r.events&^uint32(unix.EPOLLOUT) != 0 {
+				p.read(r.c)
+			}
+			p.ready[i] = readyConn{}
 		}
 	}
 }
@@ -142,17 +222,13 @@ func (p *poller) run() {
 // read takes what one socket has; level-triggered epoll reports it again
 // if more is left.
 func (p *poller) read(c *conn) {
-	if c.isClosed() {
-		return
+	c.mu.Lock()
+	if c.fd < 0 {
+		c.mu.Unlock()
+		return // closed or handed off meanwhile
 	}
-	var n int
-	var rerr error
-	if err := c.rc.Read(func(fd uintptr) bool {
-		n, rerr = unix.Read(int(fd), p.buf)
-		return true
-	}); err != nil {
-		return // closed meanwhile
-	}
+	n, rerr := unix.Read(int(c.fd), p.buf)
+	c.mu.Unlock()
 	switch {
 	case errors.Is(rerr, unix.EAGAIN):
 		return

@@ -10,8 +10,10 @@ type poller struct{}
 
 func newPoller(*Server) (*poller, error) { return nil, errors.New("no epoll on this system") }
 
-func (*poller) add(*conn) error                  { return errors.New("no poller") }
+func (*poller) adopt(*conn) error                { return errors.New("no poller") }
+func (*poller) watch(*conn) error                { return errors.New("no poller") }
+func (*poller) wantWrite(*conn, bool) error      { return errors.New("no poller") }
+func (*poller) release(*conn)                    {}
 func (*poller) handOff(*conn, chan bool, []byte) {}
-func (*poller) forget(*conn)                     {}
 func (*poller) run()                             {}
 func (*poller) close()                           {}

@@ -235,18 +235,21 @@ func (s *Server) Serve(ln net.Listener) error {
 		if c == nil {
 			continue
 		}
-		s.events <- event{kind: evConnect, c: c}
-		if s.poll != nil {
-			if err := s.poll.add(c); err != nil {
-				if !c.isClosed() {
-					s.log.Error().Err(err).Str("addr", c.addr).Msg("cannot watch connection")
-					c.fail("cannot watch connection: " + err.Error())
-				}
-			}
+		if s.poll == nil {
+			s.events <- event{kind: evConnect, c: c}
+			s.wg.Add(1)
+			go c.serve(nil, nil)
 			continue
 		}
-		s.wg.Add(1)
-		go c.serve(nil, nil)
+		err = s.poll.adopt(c)
+		s.events <- event{kind: evConnect, c: c}
+		if err == nil {
+			err = s.poll.watch(c)
+		}
+		if err != nil && !c.isClosed() {
+			s.log.Error().Err(err).Str("addr", c.addr).Msg("cannot watch connection")
+			c.fail("cannot watch connection: " + err.Error())
+		}
 	}
 }
 

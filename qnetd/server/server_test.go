@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -400,5 +401,54 @@ func TestBusyServerCollectsMoreOftenAndReturnsMemoryWhenClientsLeave(t *testing.
 		require.Eventually(t, func() bool {
 			return strings.Contains(logs.String(), "many clients left; memory returned to the system")
 		}, 10*time.Second, 5*time.Millisecond)
+	})
+}
+
+// A client that reads its replies late still gets every one, whole and in
+// order: what its socket did not take waits in the server (the epoll loop
+// watches the socket for room, the goroutine mode has a writer) as long
+// as fewer than SendBuffers messages wait.
+func TestSlowReaderGetsEveryReply(t *testing.T) {
+	inBothModes(t, func(t *testing.T) {
+		// More replies than the kernel's socket buffers hold (up to 4 MB
+		// on the sending side), fewer than the queue holds.
+		const n = 240
+		srv := start(t, func(c *server.Config) { c.SendBuffers = n + 1 })
+		d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+			// A small receive window, so that the server's writes stop
+			// short long before its queue is full.
+			return rc.Control(func(fd uintptr) {
+				_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+			})
+		}}
+		nc, err := d.Dial("tcp", srv.Addr().String())
+		require.NoError(t, err)
+		t.Cleanup(func() { nc.Close() })
+		_ = nc.SetDeadline(time.Now().Add(20 * time.Second))
+		c := &rawClient{t: t, nc: nc, br: bufio.NewReader(nc)}
+		c.initNode("c", 1, 8000)
+		var sent [][]byte
+		for i := 0; i < n; i++ {
+			body := mustHex("00000004")
+			body = append(body, byte(i>>24), byte(i>>16), byte(i>>8), byte(i))
+			pad := make([]byte, 32000)
+			for j := range pad {
+				pad[j] = byte(i + j)
+			}
+			body = append(body, 0x03, 0xe7, byte(len(pad)>>8), byte(len(pad)))
+			body = append(body, pad...)
+			req := append([]byte{0, 8, 0, 0, byte(len(body) >> 8), byte(len(body))}, body...)
+			c.write(req)
+			sent = append(sent, req)
+		}
+		for i := 0; i < n; i++ {
+			_, raw := c.read()
+			require.Equal(t, byte(wire.MsgEchoReply), raw[1])
+			require.Equal(t, sent[i][2:], raw[2:], "reply %d", i)
+		}
+		// Still served afterwards.
+		c.send(client.NewNode(client.Settings{Cluster: "c", NodeID: 1}).Echo())
+		m, _ := c.read()
+		require.Equal(t, wire.MsgEchoReply, m.Type)
 	})
 }
