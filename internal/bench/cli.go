@@ -47,9 +47,51 @@ func Main(args []string, stdout, stderr io.Writer) int {
 }
 
 func runMain(workload string, args []string, stdout, stderr io.Writer) int {
+	fl, err := parseRunFlags(workload, args, stderr)
+	if err != nil {
+		return 2
+	}
+	if !defaultBinary(&fl.bin, stderr) {
+		return 1
+	}
+	r := &runner{p: fl.p, bin: fl.bin, log: timedLog(stderr)}
+	if r.upstream, r.ours, err = parseServers(fl.servers); err != nil {
+		fmt.Fprintln(stderr, "bench:", err)
+		return 2
+	}
+	if r.tmp, err = os.MkdirTemp("", "qnetd-bench-"); err != nil {
+		fmt.Fprintln(stderr, "bench:", err)
+		return 1
+	}
+	defer removeUnlessKept(r.tmp, stderr)
+	rep := newReport(fl.p)
+	ok := runAll(r.workloads(workload, fl.modes), rep, stderr)
+	r.finish()
+	rep.finish()
+	writeReport(rep, fl.out, fl.asJSON, stdout)
+	if !ok {
+		return 1
+	}
+	return 0
+}
+
+// runFlags are the flags of the workloads that compare the two servers.
+type runFlags struct {
+	p       Params
+	modes   string // connect: plain and/or tls
+	servers string // upstream and/or ours
+	asJSON  bool
+	out     string // directory for bench.md and bench.json; "": none
+	bin     string // our qnetd binary; "": the one next to this executable
+}
+
+// parseRunFlags parses the flags of workload; the flag package has
+// printed the error or the usage.
+func parseRunFlags(workload string, args []string, stderr io.Writer) (runFlags, error) {
 	fs := flag.NewFlagSet("bench "+workload, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var p Params
+	var fl runFlags
+	p := &fl.p
 	fs.IntVar(&p.Clusters, "clusters", 1000, "clusters (connect, restart, splits)")
 	fs.IntVar(&p.Nodes, "nodes", 2, "nodes per cluster")
 	fs.IntVar(&p.IdleClients, "idle-clients", 10000, "clients for the idle workload (plaintext)")
@@ -61,99 +103,119 @@ func runMain(workload string, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&p.LeaveWait, "leave-wait", 240*time.Second, "connect: how long to watch the RSS come back after the clients left")
 	fs.DurationVar(&p.ReconnectPause, "reconnect-pause", time.Second, "nodes reconnect after a random pause below this")
 	fs.DurationVar(&p.Heartbeat, "heartbeat", 8*time.Second, "heartbeat interval of the nodes (corosync-qdevice's default: 8s)")
-	modes := fs.String("modes", "plain,tls", "connect: plain and/or tls")
-	servers := fs.String("servers", "upstream,ours", "which servers to run")
-	asJSON := fs.Bool("json", false, "print JSON instead of the markdown table")
-	out := fs.String("out", "", "also write bench.md and bench.json to this directory")
-	bin := fs.String("bin", "", "our qnetd binary (default: the qnetd next to this executable)")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if !defaultBinary(bin, stderr) {
-		return 1
-	}
-	logf := func(format string, a ...any) {
-		fmt.Fprintf(stderr, "%s  "+format+"\n", append([]any{time.Now().Format("15:04:05")}, a...)...)
-	}
-	r := &runner{p: p, bin: *bin, log: logf}
-	for _, s := range strings.Split(*servers, ",") {
+	fs.StringVar(&fl.modes, "modes", "plain,tls", "connect: plain and/or tls")
+	fs.StringVar(&fl.servers, "servers", "upstream,ours", "which servers to run")
+	fs.BoolVar(&fl.asJSON, "json", false, "print JSON instead of the markdown table")
+	fs.StringVar(&fl.out, "out", "", "also write bench.md and bench.json to this directory")
+	fs.StringVar(&fl.bin, "bin", "", "our qnetd binary (default: the qnetd next to this executable)")
+	err := fs.Parse(args)
+	return fl, err
+}
+
+// parseServers reads -servers: a comma separated list of upstream and ours.
+func parseServers(list string) (upstream, ours bool, err error) {
+	for _, s := range strings.Split(list, ",") {
 		switch strings.TrimSpace(s) {
 		case "upstream":
-			r.upstream = true
+			upstream = true
 		case "ours":
-			r.ours = true
+			ours = true
 		default:
-			fmt.Fprintf(stderr, "bench: -servers %q: want upstream and/or ours\n", *servers)
-			return 2
+			return false, false, fmt.Errorf("-servers %q: want upstream and/or ours", list)
 		}
 	}
-	var err error
-	r.tmp, err = os.MkdirTemp("", "qnetd-bench-")
-	if err != nil {
-		fmt.Fprintln(stderr, "bench:", err)
-		return 1
+	return upstream, ours, nil
+}
+
+// timedLog logs progress lines to stderr, each with the time of day.
+func timedLog(stderr io.Writer) func(string, ...any) {
+	return func(format string, a ...any) {
+		fmt.Fprintf(stderr, "%s  "+format+"\n", append([]any{time.Now().Format("15:04:05")}, a...)...)
 	}
-	defer func() {
-		if os.Getenv("QNETD_BENCH_KEEP") == "" {
-			os.RemoveAll(r.tmp)
-		} else {
-			fmt.Fprintln(stderr, "bench: files kept in", r.tmp)
-		}
-	}()
-	rep := &Report{Machine: ThisMachine(), Params: map[string]any{
+}
+
+// removeUnlessKept removes the servers' files, or with QNETD_BENCH_KEEP
+// set keeps them and says where they are.
+func removeUnlessKept(tmp string, stderr io.Writer) {
+	if os.Getenv("QNETD_BENCH_KEEP") == "" {
+		os.RemoveAll(tmp)
+	} else {
+		fmt.Fprintln(stderr, "bench: files kept in", tmp)
+	}
+}
+
+// newReport is the report of a run with p, on this machine.
+func newReport(p Params) *Report {
+	return &Report{Machine: ThisMachine(), Params: map[string]any{
 		"clusters": p.Clusters, "nodes_per_cluster": p.Nodes, "idle_clients": p.IdleClients, "idle_window_s": p.IdleWindow.Seconds(),
 		"split_rate_per_s": p.Rate, "splits_for_s": p.SplitsFor.Seconds(), "saturate_for_s": p.SaturateFor.Seconds(), "heartbeat_ms": p.Heartbeat.Milliseconds(),
 		"reconnect_pause_ms": p.ReconnectPause.Milliseconds(), "leave_wait_s": p.LeaveWait.Seconds()}}
-	run := func(name string, fn func() (*Pair, error)) bool {
-		pair, err := fn()
+}
+
+// namedRun is one workload run against every server.
+type namedRun struct {
+	name string
+	fn   func() (*Pair, error)
+}
+
+// workloads lists the runs that workload stands for, in the order they
+// run; modes picks the connect workload's plain and TLS runs.
+func (r *runner) workloads(workload, modes string) []namedRun {
+	wants := func(w string) bool { return workload == "all" || workload == w }
+	var runs []namedRun
+	if wants("connect") {
+		for _, m := range strings.Split(modes, ",") {
+			tlsOn := strings.TrimSpace(m) == "tls"
+			runs = append(runs, namedRun{nameConnect(tlsOn), func() (*Pair, error) { return r.connect(tlsOn) }})
+		}
+	}
+	if wants("restart") {
+		runs = append(runs, namedRun{nameRestart, r.restart})
+	}
+	if wants("idle") {
+		runs = append(runs, namedRun{nameIdle, r.idle})
+	}
+	if wants("splits") {
+		runs = append(runs, namedRun{nameSplits, r.splits})
+	}
+	return runs
+}
+
+// runAll runs every one of runs, adds their results to rep and prints
+// their errors; false when one failed.
+func runAll(runs []namedRun, rep *Report, stderr io.Writer) bool {
+	ok := true
+	for _, run := range runs {
+		pair, err := run.fn()
 		if pair != nil {
 			rep.Workloads = append(rep.Workloads, pair)
 		}
 		if err != nil {
-			fmt.Fprintf(stderr, "bench: %s: %v\n", name, err)
-			return false
-		}
-		return true
-	}
-	ok := true
-	if workload == "all" || workload == "connect" {
-		for _, m := range strings.Split(*modes, ",") {
-			tlsOn := strings.TrimSpace(m) == "tls"
-			ok = run(nameConnect(tlsOn), func() (*Pair, error) { return r.connect(tlsOn) }) && ok
+			fmt.Fprintf(stderr, "bench: %s: %v\n", run.name, err)
+			ok = false
 		}
 	}
-	if workload == "all" || workload == "restart" {
-		ok = run(nameRestart, r.restart) && ok
-	}
-	if workload == "all" || workload == "idle" {
-		ok = run(nameIdle, r.idle) && ok
-	}
-	if workload == "all" || workload == "splits" {
-		ok = run(nameSplits, r.splits) && ok
-	}
-	r.finish()
-	for _, pair := range rep.Workloads {
-		pair.Finish()
-	}
-	rep.Evaluate()
+	return ok
+}
+
+// writeReport prints the report as markdown or, with asJSON, as JSON, and
+// with dir set also writes both there (best effort: the printed report is
+// the result).
+func writeReport(rep *Report, dir string, asJSON bool, stdout io.Writer) {
 	js, _ := json.MarshalIndent(rep, "", "  ")
 	var md strings.Builder
 	rep.Markdown(&md)
-	if *out != "" {
-		if err := os.MkdirAll(*out, 0o755); err == nil {
-			_ = os.WriteFile(filepath.Join(*out, "bench.json"), append(js, '\n'), 0o644)
-			_ = os.WriteFile(filepath.Join(*out, "bench.md"), []byte(md.String()), 0o644)
+	if dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err == nil {
+			_ = os.WriteFile(filepath.Join(dir, "bench.json"), append(js, '\n'), 0o644)
+			_ = os.WriteFile(filepath.Join(dir, "bench.md"), []byte(md.String()), 0o644)
 		}
 	}
-	if *asJSON {
+	if asJSON {
 		fmt.Fprintln(stdout, string(js))
 	} else {
 		fmt.Fprint(stdout, md.String())
 	}
-	if !ok {
-		return 1
-	}
-	return 0
 }
 
 // runner starts the servers for each workload and keeps those whose RSS

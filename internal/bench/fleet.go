@@ -631,11 +631,42 @@ func (c *Cluster) Flip(timeout time.Duration) (time.Duration, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	deadline := time.Now().Add(timeout)
+	if !c.allConnected() {
+		return 0, ErrBusy
+	}
+	wasSplit := c.nextRings()
+	t0, err := c.sendMemberships(deadline, timeout)
+	if err != nil {
+		return 0, err
+	}
+	ok := c.waitVotes(deadline)
+	t, err := c.tally()
+	if err != nil {
+		return 0, err
+	}
+	if !ok {
+		return 0, fmt.Errorf("%s: no decision within %s (%d ACK, %d NACK of %d)", c.Name, timeout, t.acks, t.nacks, len(c.Nodes))
+	}
+	c.checkOutcome(wasSplit, t)
+	return max(0, t.last.Sub(t0)), nil
+}
+
+// allConnected tells whether every node of the cluster has a connection;
+// the caller holds the cluster's mutex.
+func (c *Cluster) allConnected() bool {
 	for _, n := range c.Nodes {
 		if n.conn == nil {
-			return 0, ErrBusy
+			return false
 		}
 	}
+	return true
+}
+
+// nextRings gives every node the ring and membership it reports next: a
+// whole cluster splits into two halves (the first half the smaller one),
+// a split one heals. It returns whether the cluster was split before; the
+// caller holds the cluster's mutex.
+func (c *Cluster) nextRings() (wasSplit bool) {
 	c.seq++
 	k := len(c.Nodes)
 	groups := [][]*SimNode{c.Nodes}
@@ -651,8 +682,17 @@ func (c *Cluster) Flip(timeout time.Duration) (time.Duration, error) {
 			n.ring, n.members = wire.RingID{NodeID: g[0].ID, Seq: c.seq}, members
 		}
 	}
-	wasSplit := c.split
+	wasSplit = c.split
 	c.split = len(groups) > 1
+	return wasSplit
+}
+
+// sendMemberships sends every node's new membership list in turn, each
+// but the last after the previous one's NODE_LIST_REPLY, and returns when
+// the last list was sent: the start of the decision. The caller holds the
+// cluster's mutex.
+func (c *Cluster) sendMemberships(deadline time.Time, timeout time.Duration) (time.Time, error) {
+	k := len(c.Nodes)
 	var t0 time.Time
 	for i, n := range c.Nodes {
 		m := n.st.Membership(n.ring, n.members, wire.HeuristicsUndefined)
@@ -660,20 +700,36 @@ func (c *Cluster) Flip(timeout time.Duration) (time.Duration, error) {
 			t0 = time.Now()
 		}
 		if err := n.write(m.Append(nil)); err != nil {
-			return 0, fmt.Errorf("%s/%d: %w", c.Name, n.ID, err)
+			return time.Time{}, fmt.Errorf("%s/%d: %w", c.Name, n.ID, err)
 		}
 		n.updateVote(time.Now()) // a vote for the old ring no longer counts
 		if i < k-1 {
-			conn := n.conn
-			if !waitCond(c.cond, deadline, func() bool { return n.conn != conn || n.listReply == m.Seq }) {
-				return 0, fmt.Errorf("%s/%d: no reply to the membership list within %s", c.Name, n.ID, timeout)
-			}
-			if n.conn != conn {
-				return 0, fmt.Errorf("%s/%d: connection lost", c.Name, n.ID)
+			if err := c.awaitListReply(n, m.Seq, deadline, timeout); err != nil {
+				return time.Time{}, err
 			}
 		}
 	}
-	ok := waitCond(c.cond, deadline, func() bool {
+	return t0, nil
+}
+
+// awaitListReply waits for the NODE_LIST_REPLY to the list n sent as seq
+// on its current connection; the caller holds the cluster's mutex.
+func (c *Cluster) awaitListReply(n *SimNode, seq uint32, deadline time.Time, timeout time.Duration) error {
+	conn := n.conn
+	if !waitCond(c.cond, deadline, func() bool { return n.conn != conn || n.listReply == seq }) {
+		return fmt.Errorf("%s/%d: no reply to the membership list within %s", c.Name, n.ID, timeout)
+	}
+	if n.conn != conn {
+		return fmt.Errorf("%s/%d: connection lost", c.Name, n.ID)
+	}
+	return nil
+}
+
+// waitVotes waits until every node holds a vote or one lost its
+// connection; false when the deadline passed first. The caller holds the
+// cluster's mutex.
+func (c *Cluster) waitVotes(deadline time.Time) bool {
+	return waitCond(c.cond, deadline, func() bool {
 		for _, n := range c.Nodes {
 			if n.conn == nil {
 				return true
@@ -684,35 +740,55 @@ func (c *Cluster) Flip(timeout time.Duration) (time.Duration, error) {
 		}
 		return true
 	})
-	var last time.Time
-	acks, nacks := 0, 0
+}
+
+// flipTally is what the nodes hold after a Flip: the time of the last
+// vote change and how many hold ACK and NACK.
+type flipTally struct {
+	last        time.Time
+	acks, nacks int
+}
+
+// tally counts the nodes' votes; an error when a node lost its
+// connection. The caller holds the cluster's mutex.
+func (c *Cluster) tally() (flipTally, error) {
+	var t flipTally
 	for _, n := range c.Nodes {
 		if n.conn == nil {
-			return 0, fmt.Errorf("%s/%d: connection lost", c.Name, n.ID)
+			return t, fmt.Errorf("%s/%d: connection lost", c.Name, n.ID)
 		}
-		if n.voteAt.After(last) {
-			last = n.voteAt
+		if n.voteAt.After(t.last) {
+			t.last = n.voteAt
 		}
 		switch n.vote {
 		case client.Ack:
-			acks++
+			t.acks++
 		case client.Nack:
-			nacks++
+			t.nacks++
 		}
 	}
-	if !ok {
-		return 0, fmt.Errorf("%s: no decision within %s (%d ACK, %d NACK of %d)", c.Name, timeout, acks, nacks, k)
+	return t, nil
+}
+
+// checkOutcome counts a decision that ffsplit should not have made: after
+// a heal every node holds ACK, after a split one half ACK and the other
+// NACK. The first one is kept for the report.
+func (c *Cluster) checkOutcome(wasSplit bool, t flipTally) {
+	k := len(c.Nodes)
+	fine := k < 2 || (t.acks > 0 && t.nacks > 0) // split: one half won
+	if wasSplit {
+		fine = t.acks == k // healed: every node
 	}
-	if (wasSplit && acks != k) || (!wasSplit && k > 1 && (acks == 0 || nacks == 0)) {
-		f := c.F
-		f.BadOutcomes.Add(1)
-		f.mu.Lock()
-		if f.badOutcome == "" {
-			f.badOutcome = fmt.Sprintf("%s: %d ACK, %d NACK after a %s", c.Name, acks, nacks, map[bool]string{true: "heal", false: "split"}[wasSplit])
-		}
-		f.mu.Unlock()
+	if fine {
+		return
 	}
-	return max(0, last.Sub(t0)), nil
+	f := c.F
+	f.BadOutcomes.Add(1)
+	f.mu.Lock()
+	if f.badOutcome == "" {
+		f.badOutcome = fmt.Sprintf("%s: %d ACK, %d NACK after a %s", c.Name, t.acks, t.nacks, map[bool]string{true: "heal", false: "split"}[wasSplit])
+	}
+	f.mu.Unlock()
 }
 
 // TryLock marks the cluster busy for one workload goroutine; false when it

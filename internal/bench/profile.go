@@ -43,24 +43,11 @@ func profileMain(args []string, stdout, stderr io.Writer) int {
 }
 
 func profile(clients int, tlsOn bool, out string, top int, w io.Writer) error {
-	cfg := server.DefaultConfig()
-	cfg.Host, cfg.Port = "127.0.0.1", 0
-	cfg.Engine.TLS = wire.TLSUnsupported
-	cfg.Log = zerolog.Nop()
-	var clientTLS func(string) (*tls.Config, error)
-	if tlsOn {
-		dir, err := os.MkdirTemp("", "qnetd-profile-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(dir)
-		a, err := pki.Init(dir, time.Now())
-		if err != nil {
-			return err
-		}
-		cfg.Engine.TLS, cfg.TLS = wire.TLSSupportedOn, a.TLSConfig(true)
-		clientTLS = cachedTLS(func(c string) (*tls.Config, error) { return GoSignedClient(a, c) })
+	cfg, clientTLS, cleanup, err := profileConfig(tlsOn)
+	if err != nil {
+		return err
 	}
+	defer cleanup()
 	srv := server.New(cfg)
 	ln, err := srv.Listen()
 	if err != nil {
@@ -73,6 +60,47 @@ func profile(clients int, tlsOn bool, out string, top int, w io.Writer) error {
 		return err
 	}
 	defer f.Close()
+	if err := connectAndMeasure(f, tlsOn, w); err != nil {
+		return err
+	}
+	sites, serverTotal := serverHeapSites(liveHeap())
+	printTopSites(w, sites, serverTotal, f.Total(), top)
+	if out == "" {
+		return nil
+	}
+	return writeProfiles(out, w)
+}
+
+// profileConfig is the in-process server's configuration on a loopback
+// port of its own: plaintext, or with tlsOn STARTTLS with a fresh
+// certificate authority in a temporary directory, which cleanup removes.
+// clientTLS signs the simulated clusters' certificates.
+func profileConfig(tlsOn bool) (cfg server.Config, clientTLS func(string) (*tls.Config, error), cleanup func(), err error) {
+	cfg = server.DefaultConfig()
+	cfg.Host, cfg.Port = "127.0.0.1", 0
+	cfg.Engine.TLS = wire.TLSUnsupported
+	cfg.Log = zerolog.Nop()
+	if !tlsOn {
+		return cfg, nil, func() {}, nil
+	}
+	dir, err := os.MkdirTemp("", "qnetd-profile-")
+	if err != nil {
+		return cfg, nil, nil, err
+	}
+	a, err := pki.Init(dir, time.Now())
+	if err != nil {
+		os.RemoveAll(dir)
+		return cfg, nil, nil, err
+	}
+	cfg.Engine.TLS, cfg.TLS = wire.TLSSupportedOn, a.TLSConfig(true)
+	clientTLS = cachedTLS(func(c string) (*tls.Config, error) { return GoSignedClient(a, c) })
+	return cfg, clientTLS, func() { os.RemoveAll(dir) }, nil
+}
+
+// connectAndMeasure starts the fleet, waits until every node voted and
+// prints what the clients added per client: goroutines, stacks and live
+// heap.
+func connectAndMeasure(f *Fleet, tlsOn bool, w io.Writer) error {
 	var before runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
@@ -94,53 +122,70 @@ func profile(clients int, tlsOn bool, out string, top int, w io.Writer) error {
 	fmt.Fprintf(w, "goroutines: %d more = %.2f per client (1 of them the simulated node's own)\n", g, float64(g)/float64(n))
 	fmt.Fprintf(w, "stacks in use: %.1f kB per client (server and client goroutines together)\n", float64(after.StackInuse-before.StackInuse)/1024/float64(n))
 	fmt.Fprintf(w, "live heap: %.1f kB per client (server and client together)\n", float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/1024/float64(n))
+	return nil
+}
 
-	// Live heap by allocation site, server side only (stacks through
-	// qnetd/server; the simulated nodes' allocations are left out).
+// liveHeap returns the heap profile's records.
+func liveHeap() []runtime.MemProfileRecord {
 	var recs []runtime.MemProfileRecord
 	for {
 		k, ok := runtime.MemProfile(recs, false)
 		if ok {
-			recs = recs[:k]
-			break
+			return recs[:k]
 		}
 		recs = make([]runtime.MemProfileRecord, k+100)
 	}
+}
+
+// serverHeapSites sums the live heap by allocation site, server side only
+// (stacks through qnetd/server; the simulated nodes' allocations are left
+// out), and returns the sites and their total.
+func serverHeapSites(recs []runtime.MemProfileRecord) (map[string]int64, int64) {
 	sites := map[string]int64{}
-	var serverTotal int64
+	var total int64
 	for _, r := range recs {
 		in := r.InUseBytes()
 		if in <= 0 {
 			continue
 		}
-		frames := runtime.CallersFrames(r.Stack())
-		site, isServer := "", false
-		for {
-			fr, more := frames.Next()
-			name := fr.Function
-			if site == "" && !strings.HasPrefix(name, "runtime.") {
-				site = fmt.Sprintf("%s (%s:%d)", name, filepath.Base(fr.File), fr.Line)
-			}
-			if strings.Contains(name, "qnetd/qnetd/server.") || strings.Contains(name, "qnetd/qnetd/engine.") {
-				isServer = true
-				if site == "" {
-					site = name
-				}
-			}
-			if strings.Contains(name, "internal/bench.(*") || strings.Contains(name, "qnetd/qnetd/client.") {
-				// a simulated node's
-				isServer = false
-				break
-			}
-			if !more {
-				break
-			}
-		}
-		if isServer {
+		if site, isServer := allocSite(r.Stack()); isServer {
 			sites[site] += in
-			serverTotal += in
+			total += in
 		}
 	}
+	return sites, total
+}
+
+// allocSite names an allocation's site by its first frame outside the
+// runtime (or the first server frame) and tells whether the server made
+// it rather than a simulated node.
+func allocSite(stack []uintptr) (site string, isServer bool) {
+	frames := runtime.CallersFrames(stack)
+	for {
+		fr, more := frames.Next()
+		name := fr.Function
+		if site == "" && !strings.HasPrefix(name, "runtime.") {
+			site = fmt.Sprintf("%s (%s:%d)", name, filepath.Base(fr.File), fr.Line)
+		}
+		if strings.Contains(name, "qnetd/qnetd/server.") || strings.Contains(name, "qnetd/qnetd/engine.") {
+			isServer = true
+			if site == "" {
+				site = name
+			}
+		}
+		if strings.Contains(name, "internal/bench.(*") || strings.Contains(name, "qnetd/qnetd/client.") {
+			// a simulated node's
+			return site, false
+		}
+		if !more {
+			return site, isServer
+		}
+	}
+}
+
+// printTopSites prints the server's live heap per client and its top
+// allocation sites, largest first.
+func printTopSites(w io.Writer, sites map[string]int64, serverTotal int64, n, top int) {
 	type kv struct {
 		k string
 		v int64
@@ -157,19 +202,22 @@ func profile(clients int, tlsOn bool, out string, top int, w io.Writer) error {
 		}
 		fmt.Fprintf(w, "  %7.2f  %s\n", float64(e.v)/1024/float64(n), e.k)
 	}
-	if out != "" {
-		if err := os.MkdirAll(out, 0o755); err != nil {
+}
+
+// writeProfiles writes heap.pprof and goroutine.pprof to the directory
+// out.
+func writeProfiles(out string, w io.Writer) error {
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	for _, p := range []string{"heap", "goroutine"} {
+		fh, err := os.Create(filepath.Join(out, p+".pprof"))
+		if err != nil {
 			return err
 		}
-		for _, p := range []string{"heap", "goroutine"} {
-			fh, err := os.Create(filepath.Join(out, p+".pprof"))
-			if err != nil {
-				return err
-			}
-			_ = pprof.Lookup(p).WriteTo(fh, 0)
-			fh.Close()
-		}
-		fmt.Fprintf(w, "wrote %s/heap.pprof and goroutine.pprof (go tool pprof -sample_index=inuse_space -focus qnetd/server -top ...)\n", out)
+		_ = pprof.Lookup(p).WriteTo(fh, 0)
+		fh.Close()
 	}
+	fmt.Fprintf(w, "wrote %s/heap.pprof and goroutine.pprof (go tool pprof -sample_index=inuse_space -focus qnetd/server -top ...)\n", out)
 	return nil
 }

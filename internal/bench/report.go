@@ -227,6 +227,14 @@ func (rep *Report) find(name string) *Pair {
 	return nil
 }
 
+// finish completes every workload's figures and evaluates the goals.
+func (rep *Report) finish() {
+	for _, pair := range rep.Workloads {
+		pair.Finish()
+	}
+	rep.Evaluate()
+}
+
 // Evaluate fills Goals from the workloads measured.
 func (rep *Report) Evaluate() {
 	rep.Goals = nil
