@@ -223,14 +223,12 @@ func (c *conn) writer() {
 	}
 }
 
-// post hands ev to the engine goroutine; false once the server stopped.
-// Events about a connection closed meanwhile are harmless: the engine no
-// longer knows it.
+// post gives ev to the engine (Server.process); false once the server
+// stopped. Events about a connection closed meanwhile are harmless: the
+// engine no longer knows it.
 func (c *conn) post(ev event) bool {
-	select {
-	case c.s.events <- ev:
-		return true
-	case <-c.s.done:
-		return false
+	if c.s.sink != nil {
+		return c.s.sink(ev)
 	}
+	return c.s.process(ev)
 }

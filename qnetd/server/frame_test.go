@@ -20,13 +20,14 @@ import (
 // way a socket may deliver it, continuing in plaintext after a STARTTLS
 // (as when the engine refuses it), and describes every event posted.
 func frameEvents(t testing.TB, stream []byte, cuts []int) []string {
-	s := &Server{cfg: DefaultConfig(), log: zerolog.Nop(), events: make(chan event, len(stream)/wire.HeaderSize+2)}
+	events := make(chan event, len(stream)/wire.HeaderSize+2)
+	s := &Server{cfg: DefaultConfig(), log: zerolog.Nop(), sink: func(ev event) bool { events <- ev; return true }}
 	c := &conn{s: s}
 	var out []string
 	drain := func() {
 		for {
 			select {
-			case ev := <-s.events:
+			case ev := <-events:
 				switch ev.kind {
 				case evMessage:
 					out = append(out, fmt.Sprintf("message %x starttls=%v", ev.raw, ev.startTLS != nil))

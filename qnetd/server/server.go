@@ -112,7 +112,16 @@ type Server struct {
 	fresh  *newcomers // connections before INIT
 	refuse refusalLog
 
-	// owned by the engine goroutine
+	// engMu makes whoever holds it the engine goroutine: a connection's
+	// reader gives its events to the engine itself (process), without a
+	// hand-over to another goroutine and thread for every message; the
+	// loop serves the rest (timer, status, bookkeeping, shutdown).
+	engMu   sync.Mutex
+	stopped bool // guarded by engMu: the engine shut down
+	// sink, in the framing tests, takes the connections' events instead
+	// of the engine.
+	sink func(event) bool
+	// guarded by engMu
 	conns map[engine.ClientID]*conn
 	mem   memoryReturn
 	tick  ticker
@@ -236,13 +245,13 @@ func (s *Server) Serve(ln net.Listener) error {
 			continue
 		}
 		if s.poll == nil {
-			s.events <- event{kind: evConnect, c: c}
+			s.process(event{kind: evConnect, c: c})
 			s.wg.Add(1)
 			go c.serve(nil, nil)
 			continue
 		}
 		err = s.poll.adopt(c)
-		s.events <- event{kind: evConnect, c: c}
+		s.process(event{kind: evConnect, c: c})
 		if err == nil {
 			err = s.poll.watch(c)
 		}
@@ -375,23 +384,45 @@ func (s *Server) loop() {
 	defer close(s.loopDone)
 	for ev := range s.events {
 		if ev.kind == evShutdown {
-			if s.tick.armed {
-				s.tick.stop()
-			}
-			s.refuse.stop()
-			s.apply(s.eng.Shutdown(), nil, nil)
-			for id, c := range s.conns {
-				c.close()
-				delete(s.conns, id)
-			}
+			s.shutdownEngine()
 			return
 		}
-		s.apply(s.handle(ev), ev.c, ev.startTLS)
-		s.armTick()
+		s.process(ev)
 	}
 }
 
-// handle gives one event to the engine, with the time.
+// process gives one event to the engine and performs its answer; false
+// once the engine shut down.
+func (s *Server) process(ev event) bool {
+	s.engMu.Lock()
+	defer s.engMu.Unlock()
+	if s.stopped {
+		if ev.startTLS != nil {
+			ev.startTLS <- false
+		}
+		return false
+	}
+	s.apply(s.handle(ev), ev.c, ev.startTLS)
+	s.armTick()
+	return true
+}
+
+func (s *Server) shutdownEngine() {
+	s.engMu.Lock()
+	defer s.engMu.Unlock()
+	s.stopped = true
+	if s.tick.armed {
+		s.tick.stop()
+	}
+	s.refuse.stop()
+	s.apply(s.eng.Shutdown(), nil, nil)
+	for id, c := range s.conns {
+		c.close()
+		delete(s.conns, id)
+	}
+}
+
+// handle gives one event to the engine, with the time; engMu is held.
 func (s *Server) handle(ev event) engine.Batch {
 	now := s.clock.Now()
 	switch ev.kind {
