@@ -18,10 +18,10 @@ import "time"
 //
 // One heap orders the clients by their earliest deadline, so the server
 // needs one timer for all of them (Next says when). A message moves the
-// dead-peer deadline later without touching the heap: the client's entry
-// stays at the older, earlier time, and when that comes the client is
-// put back at its real deadline. So a message costs a store, not a heap
-// operation.
+// client's dead-peer deadline later and the client down the heap (a few
+// comparisons), so Next is exact: the deadlines of clients that keep
+// sending never come, and the server's timer wakes the process only for
+// a deadline that is due, not once per heartbeat of every client.
 
 // clientTimes is a client's deadlines; 0 is "none" (a deadline is always
 // now plus a positive interval, and now is never negative).
@@ -156,9 +156,14 @@ func (e *Engine) advance(now time.Duration) {
 	}
 }
 
-// alive records a complete message as a sign of life. The heap is not
-// touched: the deadline only moves later (see above).
-func (c *Client) alive(now time.Duration) { c.times.lastRecv = now }
+// alive records a complete message as a sign of life: the dead-peer
+// deadline moves later, and the client with it in the heap.
+func (e *Engine) alive(c *Client) {
+	c.times.lastRecv = e.now
+	if c.times.heapIdx != 0 {
+		e.reschedule(c)
+	}
+}
 
 // Next reports the engine's earliest deadline: the server calls Tick then
 // (or at any later time). ok is false when nothing is due ever.

@@ -53,8 +53,7 @@ func disconnects(b engine.Batch) map[engine.ClientID]engine.DisconnectReason {
 
 // TestDeadPeerDeadlineFollowsMessages: a client is dropped exactly its
 // dead-peer interval (1.5 heartbeats) after its last complete message,
-// never before; a message moves the deadline, and Next says when to look
-// again (possibly before the real deadline, never after it).
+// never before; a message moves the deadline, and Next says when.
 func TestDeadPeerDeadlineFollowsMessages(t *testing.T) {
 	r := clockRig{t, engine.New(scenarioConfig(), zerolog.Nop())}
 	_, ok := r.e.Next()
@@ -65,6 +64,7 @@ func TestDeadPeerDeadlineFollowsMessages(t *testing.T) {
 
 	echo := n.Echo()
 	r.send(1000*ms, 1, echo)
+	require.Equal(t, 2500*ms, next(t, r.e), "Next is exact: the echo moved the deadline at once")
 	require.Empty(t, disconnects(r.e.Tick(1509*ms)))
 	require.Empty(t, disconnects(r.e.Tick(1510*ms)), "the echo at 1000 ms moved the deadline to 2500 ms")
 	require.Equal(t, 2500*ms, next(t, r.e))
@@ -135,4 +135,30 @@ func TestSimultaneousDeadlinesFireInClientOrder(t *testing.T) {
 		order = append(order, d.Client)
 	}
 	require.Equal(t, []engine.ClientID{1, 3, 5, 9}, order)
+}
+
+// TestNextIsTheEarliestRealDeadline: clients that keep sending move the
+// engine's next deadline with them, so a server's timer is not woken for
+// deadlines that have moved.
+func TestNextIsTheEarliestRealDeadline(t *testing.T) {
+	r := clockRig{t, engine.New(scenarioConfig(), zerolog.Nop())}
+	var nodes []*client.Node
+	for id := engine.ClientID(1); id <= 50; id++ {
+		nodes = append(nodes, r.join(time.Duration(id)*ms, id, 1000))
+	}
+	require.Equal(t, 1501*ms, next(t, r.e))
+	for round := 1; round <= 5; round++ {
+		base := time.Duration(round) * 1000 * ms
+		for i, n := range nodes {
+			r.send(base+time.Duration(i+1)*ms, engine.ClientID(i+1), n.Echo())
+		}
+		require.Equal(t, base+1501*ms, next(t, r.e), "round %d", round)
+	}
+	// The first node falls silent: its deadline is the next one, exactly.
+	for i, n := range nodes[1:] {
+		r.send(6000*ms+time.Duration(i+2)*ms, engine.ClientID(i+2), n.Echo())
+	}
+	require.Equal(t, 6501*ms, next(t, r.e))
+	require.Equal(t, map[engine.ClientID]engine.DisconnectReason{1: engine.ReasonDeadPeer}, disconnects(r.e.Tick(6501*ms)))
+	require.Equal(t, 7502*ms, next(t, r.e))
 }

@@ -211,7 +211,7 @@ func (e *Engine) setDPD(c *Client, hb uint32) bool {
 	}
 	// A new interval starts over from now, as upstream's timer does.
 	c.dpdMs = uint32(ms)
-	c.alive(e.now)
+	e.alive(c)
 	e.reschedule(c)
 	return true
 }
@@ -353,7 +353,7 @@ func (e *Engine) DecodeError(now time.Duration, id ClientID, derr *wire.DecodeEr
 	if c == nil {
 		return e.take()
 	}
-	c.alive(e.now)
+	e.alive(c)
 	req := &wire.Msg{}
 	if derr != nil && derr.SeqValid {
 		req.Seq = derr.Seq
@@ -384,7 +384,7 @@ func (e *Engine) Message(now time.Duration, id ClientID, m *wire.Msg, raw []byte
 	if c == nil {
 		return e.take()
 	}
-	c.alive(e.now)
+	e.alive(c)
 	switch {
 	case m.Type == wire.MsgPreinit:
 		e.preinit(c, m)

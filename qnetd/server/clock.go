@@ -58,7 +58,9 @@ func (s *Server) armTick() {
 		return
 	}
 	at := (next + tickGranularity - 1) / tickGranularity * tickGranularity
-	if t.armed && t.at == at {
+	if t.armed && t.at <= at {
+		// A deadline that moved later (a client sent a message) keeps the
+		// timer: it fires early once, and Tick finds nothing due then.
 		return
 	}
 	if t.armed {

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -21,6 +22,7 @@ type hostClock struct {
 	wall   time.Time
 	mono   time.Duration
 	timers []*hostTimer
+	armed  int // AfterFunc calls
 }
 
 type hostTimer struct {
@@ -40,6 +42,7 @@ func (c *hostClock) AfterFunc(d time.Duration, f func()) func() bool {
 	defer c.mu.Unlock()
 	t := &hostTimer{at: c.mono + d, f: f}
 	c.timers = append(c.timers, t)
+	c.armed++
 	return func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -122,4 +125,40 @@ func TestWallClockJumpIsNoDeadPeer(t *testing.T) {
 			require.Equal(t, uint64(1), st.Stats.DeadPeers)
 		})
 	}
+}
+
+// TestHeartbeatsDoNotWakeTheTimer: clients that keep sending move their
+// dead-peer deadlines later, and the server's one timer is armed only for
+// the earliest real deadline: with 20 clients' heartbeats over 5 s it is
+// armed a few times, not once per heartbeat of each client.
+func TestHeartbeatsDoNotWakeTheTimer(t *testing.T) {
+	clk := &hostClock{wall: time.Now()}
+	srv := start(t, func(c *server.Config) { c.Clock = clk })
+	type node struct {
+		c *rawClient
+		n interface{ Echo() *wire.Msg }
+	}
+	var nodes []node
+	for i := 0; i < 20; i++ {
+		c := dial(t, srv)
+		nodes = append(nodes, node{c, c.initNode(fmt.Sprintf("c%d", i), 1, 1000)})
+	}
+	clk.mu.Lock()
+	clk.armed = 0
+	clk.mu.Unlock()
+	for step := 0; step < 100; step++ { // 5 s in 50 ms steps
+		clk.advance(50 * time.Millisecond)
+		n := nodes[step%20]
+		n.c.send(n.n.Echo())
+		m, _ := n.c.read()
+		require.Equal(t, wire.MsgEchoReply, m.Type)
+	}
+	st, err := srv.Status(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, 20, st.Clients)
+	require.Zero(t, st.Stats.DeadPeers)
+	clk.mu.Lock()
+	armed := clk.armed
+	clk.mu.Unlock()
+	require.LessOrEqual(t, armed, 12, "the timer was armed %d times for 100 heartbeats", armed)
 }
