@@ -499,7 +499,14 @@ func (p *Page) serveEvents(w http.ResponseWriter, r *http.Request) {
 		delete(p.subs, ch)
 		p.mu.Unlock()
 	}()
+	var last []byte
 	send := func(data []byte) bool {
+		if bytes.Equal(data, last) {
+			// The view current() made for this listener reaches it
+			// again as a change, since it subscribed first.
+			return true
+		}
+		last = data
 		// One data line: JSON from encoding/json has no raw line breaks.
 		_, err := fmt.Fprintf(w, "event: status\ndata: %s\n\n", data)
 		fl.Flush()

@@ -183,3 +183,32 @@ func TestSplitAndHealEverywhere(t *testing.T) {
 	resp.Body.Close()
 	require.Empty(t, cur.Clusters)
 }
+
+// TestNewListenerGetsTheFirstViewOnce: the view made for the first
+// listener (no refresh before it) is sent to it once, not again as a
+// change.
+func TestNewListenerGetsTheFirstViewOnce(t *testing.T) {
+	rec := NewRecorder(time.Now, time.Hour)
+	srv, ln := startServer(t, rec)
+	page := New(Config{Status: srv.Status, Address: ln.Addr().String(), Recorder: rec, AliveEvery: 50 * time.Millisecond})
+	mux := http.NewServeMux()
+	page.Register(func(p string, h http.Handler) { mux.Handle(p, h) })
+	web := httptest.NewServer(mux)
+	t.Cleanup(web.Close)
+	resp, err := http.Get(web.URL + "/api/events")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	statuses, alives := 0, 0
+	for alives < 3 && sc.Scan() {
+		switch sc.Text() {
+		case "event: status":
+			statuses++
+		case "event: alive":
+			alives++
+		}
+	}
+	require.Equal(t, 3, alives)
+	require.Equal(t, 1, statuses, "nothing changed after the first view")
+}
