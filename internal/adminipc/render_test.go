@@ -4,7 +4,6 @@ import (
 	"net"
 	"testing"
 
-	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
 	"github.com/qnetd-addon/qnetd/qnetd/client"
@@ -12,58 +11,24 @@ import (
 	"github.com/qnetd-addon/qnetd/qnetd/wire"
 )
 
-// rig drives an engine directly with encoded-and-decoded client messages,
-// feeding every server message to its node and the node's answers back.
+// rig drives an engine through the test harness's engine transport:
+// encoded-and-decoded client messages, every server message to its node
+// and the node's answers back.
 type rig struct {
-	t     *testing.T
-	e     *engine.Engine
-	next  engine.ClientID
-	nodes map[engine.ClientID]*client.Node
-	ids   map[*client.Node]engine.ClientID
+	t  *testing.T
+	tr *client.EngineTransport
 }
 
 func newRig(t *testing.T, cfg engine.Config) *rig {
-	return &rig{t: t, e: engine.New(cfg, zerolog.Nop()),
-		nodes: map[engine.ClientID]*client.Node{}, ids: map[*client.Node]engine.ClientID{}}
+	return &rig{t: t, tr: client.NewEngineTransport(cfg)}
 }
 
 func (r *rig) connect(addr string, n *client.Node) {
-	r.next++
-	r.nodes[r.next], r.ids[n] = n, r.next
-	r.apply(r.e.Connect(0, r.next, addr), n)
+	require.NoError(r.t, r.tr.OpenFrom(n, addr))
 }
 
 func (r *rig) send(n *client.Node, m *wire.Msg) {
-	raw := m.Append(nil)
-	dm, err := wire.Decode(raw)
-	require.NoError(r.t, err)
-	r.apply(r.e.Message(0, r.ids[n], dm, raw), n)
-}
-
-// apply performs the engine's batch for an event of from.
-func (r *rig) apply(b engine.Batch, from *client.Node) {
-	type reply struct {
-		n *client.Node
-		m *wire.Msg
-	}
-	var replies []reply
-	for _, s := range b.Sends {
-		raw := s.Raw
-		if raw == nil {
-			raw = s.Msg.Append(nil)
-		}
-		m, err := wire.Decode(raw)
-		require.NoError(r.t, err)
-		if ans := r.nodes[s.To].Handle(m); ans != nil {
-			replies = append(replies, reply{r.nodes[s.To], ans})
-		}
-	}
-	if b.StartTLS {
-		r.apply(r.e.TLSStarted(0, r.ids[from], &engine.PeerCert{CommonName: from.Cluster}), from)
-	}
-	for _, x := range replies {
-		r.send(x.n, x.m)
-	}
+	require.NoError(r.t, r.tr.Send(n, m))
 }
 
 // join runs the real client's start: PREINIT, [STARTTLS], INIT, SET_OPTION.
@@ -136,7 +101,7 @@ func buildState(t *testing.T) *engine.Engine {
 	pre := client.NewNode(client.Settings{Cluster: "cl"})
 	r.connect("192.0.2.99:1", pre)
 	r.send(pre, pre.Preinit())
-	return r.e
+	return r.tr.E
 }
 
 func TestRenderStatus(t *testing.T) {

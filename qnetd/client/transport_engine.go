@@ -45,6 +45,11 @@ func NewEngineTransportLog(cfg engine.Config, log zerolog.Logger) *EngineTranspo
 }
 
 func (t *EngineTransport) Open(n *Node) error {
+	return t.OpenFrom(n, fmt.Sprintf("sim:%s/%d", n.Cluster, n.NodeID))
+}
+
+// OpenFrom is Open from the address addr (as the engine shows it).
+func (t *EngineTransport) OpenFrom(n *Node, addr string) error {
 	if t.Connected(n) {
 		return fmt.Errorf("already connected")
 	}
@@ -52,7 +57,7 @@ func (t *EngineTransport) Open(n *Node) error {
 	id := t.nextID
 	t.ids[n], t.nodes[id] = id, n
 	n.opened()
-	t.apply(t.E.Connect(t.now, id, fmt.Sprintf("sim:%s/%d", n.Cluster, n.NodeID)))
+	t.apply(t.E.Connect(t.now, id, addr), id)
 	return nil
 }
 
@@ -71,7 +76,7 @@ func (t *EngineTransport) Close(n *Node) {
 	}
 	delete(t.nodes, id)
 	delete(t.beats, id)
-	t.apply(t.E.Disconnect(t.now, id))
+	t.apply(t.E.Disconnect(t.now, id), id)
 }
 
 func (t *EngineTransport) Send(n *Node, m *wire.Msg) error {
@@ -90,17 +95,20 @@ func (t *EngineTransport) SendRaw(n *Node, m *wire.Msg) error {
 		if e, ok := err.(*wire.DecodeError); ok {
 			de = e
 		}
-		t.apply(t.E.DecodeError(t.now, id, de))
+		t.apply(t.E.DecodeError(t.now, id, de), id)
 		return nil
 	}
-	t.apply(t.E.Message(t.now, id, dm, raw))
+	t.apply(t.E.Message(t.now, id, dm, raw), id)
 	return nil
 }
 
-// apply performs the engine's batch; node replies are fed back at once
-// (depth first), which is the order a single-threaded server sees them in
-// when each node answers before the next event.
-func (t *EngineTransport) apply(b engine.Batch) {
+// apply performs the engine's batch for an event of client from (0:
+// none); node replies are fed back at once (depth first), which is the
+// order a single-threaded server sees them in when each node answers
+// before the next event. A STARTTLS the engine accepts completes at once,
+// with a client certificate named after the node's cluster, as a paired
+// node's is.
+func (t *EngineTransport) apply(b engine.Batch, from engine.ClientID) {
 	type reply struct {
 		n *Node
 		m *wire.Msg
@@ -130,6 +138,9 @@ func (t *EngineTransport) apply(b engine.Batch) {
 	for _, d := range b.Disconnects {
 		delete(t.nodes, d.Client)
 		delete(t.beats, d.Client)
+	}
+	if n := t.nodes[from]; b.StartTLS && n != nil {
+		t.apply(t.E.TLSStarted(t.now, from, &engine.PeerCert{CommonName: n.Cluster}), from)
 	}
 	for _, r := range replies {
 		_ = t.SendRaw(r.n, r.m)
@@ -173,7 +184,7 @@ func (t *EngineTransport) fireDue(limit time.Duration) bool {
 	}
 	t.beatUntil(at)
 	t.now = max(t.now, at)
-	t.apply(t.E.Tick(t.now))
+	t.apply(t.E.Tick(t.now), 0)
 	return true
 }
 
