@@ -146,17 +146,7 @@ func Connect(s *Server, p Params) (*Result, error) {
 	if r.Clients > 0 {
 		r.MemPerClientKB = float64(loaded.RSS-idle.RSS) / 1024 / float64(r.Clients)
 	}
-	f.Close()
-	r.fleetStats(f)
-	if err := WaitFDs(s.PID(), fds0, 60*time.Second); err != nil {
-		r.FirstError = err.Error()
-	}
-	left := time.Now()
-	r.leave = make(chan struct{})
-	go func() {
-		defer close(r.leave)
-		r.watchLeave(s, idle.RSS, loaded.RSS, left, p.LeaveWait)
-	}()
+	r.leaveAll(s, f, fds0, idle.RSS, loaded.RSS, p.LeaveWait)
 	return r, werr
 }
 
@@ -208,6 +198,23 @@ func (r *Result) watchLeave(s *Server, idle, loaded int64, left time.Time, wait 
 	if r.ReturnedPct >= 50 {
 		r.ReturnedS = lowAt.Seconds()
 	}
+}
+
+// leaveAll closes every client of f, waits until the server closed their
+// sockets (fds0 descriptors left) and watches its RSS come back from
+// loaded towards idle in the background (WaitLeave).
+func (r *Result) leaveAll(s *Server, f *Fleet, fds0 int, idle, loaded int64, wait time.Duration) {
+	f.Close()
+	r.fleetStats(f)
+	if err := WaitFDs(s.PID(), fds0, 60*time.Second); err != nil {
+		r.FirstError = err.Error()
+	}
+	left := time.Now()
+	r.leave = make(chan struct{})
+	go func() {
+		defer close(r.leave)
+		r.watchLeave(s, idle, loaded, left, wait)
+	}()
 }
 
 // WaitLeave waits until the RSS after the clients left has been measured.
@@ -279,17 +286,7 @@ func Idle(s *Server, p Params) (*Result, error) {
 	r.RSSLoadedMB, r.RSSPeakMB = mb(b.RSS), mb(b.HWM)
 	r.MemPerClientKB = float64(b.RSS-idle.RSS) / 1024 / float64(r.Clients)
 	// Then they all leave at once, and the RSS is watched come back.
-	f.Close()
-	r.fleetStats(f)
-	if err := WaitFDs(s.PID(), fds0, 60*time.Second); err != nil {
-		r.FirstError = err.Error()
-	}
-	left := time.Now()
-	r.leave = make(chan struct{})
-	go func() {
-		defer close(r.leave)
-		r.watchLeave(s, idle.RSS, b.RSS, left, p.LeaveWait)
-	}()
+	r.leaveAll(s, f, fds0, idle.RSS, b.RSS, p.LeaveWait)
 	return r, nil
 }
 
