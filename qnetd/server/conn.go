@@ -161,7 +161,7 @@ func (c *conn) writeNow(b []byte) (int, error) {
 	if c.fd < 0 {
 		return 0, net.ErrClosed
 	}
-	n, err := unix.Write(int(c.fd), b)
+	n, err := sockWrite(int(c.fd), b)
 	if errors.Is(err, unix.EAGAIN) {
 		return 0, nil
 	}

@@ -186,7 +186,7 @@ func (p *poller) run() {
 		var n int
 		var werr error
 		err := p.rc.Read(func(fd uintptr) bool {
-			n, werr = unix.EpollWait(int(fd), p.events, 0)
+			n, werr = epollReady(int(fd), p.events)
 			if errors.Is(werr, unix.EINTR) {
 				n, werr = 0, nil
 			}
@@ -227,7 +227,7 @@ func (p *poller) read(c *conn) {
 		c.mu.Unlock()
 		return // closed or handed off meanwhile
 	}
-	n, rerr := unix.Read(int(c.fd), p.buf)
+	n, rerr := sockRead(int(c.fd), p.buf)
 	c.mu.Unlock()
 	switch {
 	case errors.Is(rerr, unix.EAGAIN):
