@@ -20,6 +20,7 @@ import (
 	"github.com/qnetd-addon/qnetd/internal/adminipc"
 	"github.com/qnetd-addon/qnetd/internal/daemon"
 	"github.com/qnetd-addon/qnetd/internal/haentities"
+	"github.com/qnetd-addon/qnetd/internal/logbatch"
 	"github.com/qnetd-addon/qnetd/internal/pairing"
 	"github.com/qnetd-addon/qnetd/internal/pcsd"
 	"github.com/qnetd-addon/qnetd/internal/pki"
@@ -128,7 +129,9 @@ func Main(args []string, environ map[string]string, stdout, stderr io.Writer) in
 		}
 		return 1
 	}
-	log := NewLogger(stderr, opts.LogLevel)
+	// The daemon's lines for one event go out in one write (logbatch).
+	logs := logbatch.New(stderr)
+	log := NewLogger(logs, opts.LogLevel)
 	if args[0] == "init" {
 		if err := Init(paths, opts, log); err != nil {
 			log.Error().Err(err).Msg("add-on initialisation failed")
@@ -138,7 +141,7 @@ func Main(args []string, environ map[string]string, stdout, stderr io.Writer) in
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	d, err := Start(paths, opts, log)
+	d, err := Start(paths, opts, log, logs)
 	if err != nil {
 		log.Error().Err(err).Msg("qnetd cannot start; the add-on stops")
 		return ExitCannotStart
@@ -373,11 +376,14 @@ func DaemonConfig(p Paths, o Options, log zerolog.Logger) daemon.Config {
 }
 
 // Start prints the banner and starts the daemon with the add-on's options:
-// every port is bound when it returns without error.
-func Start(p Paths, o Options, log zerolog.Logger) (*daemon.Daemon, error) {
+// every port is bound when it returns without error. batch, optional, is
+// the writer under log (Config.LogBatch of package server).
+func Start(p Paths, o Options, log zerolog.Logger, batch server.LogBatcher) (*daemon.Daemon, error) {
 	banner(log, p, o)
 	p.IngressAddr = ingressAddr(p, log)
-	d, err := daemon.Start(DaemonConfig(p, o, log))
+	cfg := DaemonConfig(p, o, log)
+	cfg.Server.LogBatch = batch
+	d, err := daemon.Start(cfg)
 	if err != nil {
 		return nil, err
 	}

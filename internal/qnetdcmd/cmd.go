@@ -14,6 +14,7 @@ import (
 	"github.com/qnetd-addon/qnetd/internal/adminipc"
 	"github.com/qnetd-addon/qnetd/internal/daemon"
 	"github.com/qnetd-addon/qnetd/internal/getopt"
+	"github.com/qnetd-addon/qnetd/internal/logbatch"
 	"github.com/qnetd-addon/qnetd/internal/version"
 	"github.com/qnetd-addon/qnetd/qnetd/server"
 	"github.com/qnetd-addon/qnetd/qnetd/wire"
@@ -219,7 +220,9 @@ func Main(args []string, environ map[string]string, stdout, stderr io.Writer) in
 	// Signals are taken from here on: a SIGTERM during start-up is a clean stop.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	log := NewLogger(stderr, s.LogFormat, s.Debug > 0)
+	// The daemon's lines for one event go out in one write (logbatch).
+	logs := logbatch.New(stderr)
+	log := NewLogger(logs, s.LogFormat, s.Debug > 0)
 	for _, w := range s.Warnings {
 		log.Warn().Str("warning", w).Msg("setting ignored")
 	}
@@ -228,6 +231,7 @@ func Main(args []string, environ map[string]string, stdout, stderr io.Writer) in
 		log.Error().Err(err).Msg("invalid configuration")
 		return 1
 	}
+	cfg.Server.LogBatch = logs
 	if err := daemon.Run(ctx, cfg); err != nil {
 		log.Error().Err(err).Msg("corosync-qnetd stopped")
 		return 1

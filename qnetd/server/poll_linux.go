@@ -199,23 +199,33 @@ func (p *poller) run() {
 			p.s.log.Error().Err(werr).Msg("epoll_wait failed; plaintext clients are no longer read")
 			return
 		}
-		p.ready = p.ready[:0]
-		p.mu.Lock()
-		for _, ev := range p.events[:n] {
-			if fd := int(ev.Fd); fd < len(p.byFD) && p.byFD[fd] != nil {
-				p.ready = append(p.ready, readyConn{p.byFD[fd], ev.Events})
-			}
+		p.serveReady(p.events[:n])
+	}
+}
+
+// serveReady serves the sockets epoll reported. The log lines of the
+// whole wake go out together, also when a panic unwinds from here.
+func (p *poller) serveReady(events []unix.EpollEvent) {
+	p.ready = p.ready[:0]
+	p.mu.Lock()
+	for _, ev := range events {
+		if fd := int(ev.Fd); fd < len(p.byFD) && p.byFD[fd] != nil {
+			p.ready = append(p.ready, readyConn{p.byFD[fd], ev.Events})
 		}
-		p.mu.Unlock()
-		for i, r := range p.ready {
-			if r.events&unix.EPOLLOUT != 0 {
-				r.c.flush()
-			}
-			if r.events&^uint32(unix.EPOLLOUT) != 0 {
-				p.read(r.c)
-			}
-			p.ready[i] = readyConn{}
+	}
+	p.mu.Unlock()
+	if b := p.s.cfg.LogBatch; b != nil {
+		b.Hold()
+		defer b.Release()
+	}
+	for i, r := range p.ready {
+		if r.events&unix.EPOLLOUT != 0 {
+			r.c.flush()
 		}
+		if r.events&^uint32(unix.EPOLLOUT) != 0 {
+			p.read(r.c)
+		}
+		p.ready[i] = readyConn{}
 	}
 }
 

@@ -70,6 +70,16 @@ type Config struct {
 	// Clock is the time source of every deadline (clock.go); nil is
 	// MonotonicClock. Tests give a virtual one.
 	Clock Clock
+	// LogBatch, optional: the writer under Log. The server holds its
+	// lines while it handles one event (or one wake of its sockets), so
+	// that what a decision logs goes out in one write (internal/logbatch).
+	LogBatch LogBatcher
+}
+
+// LogBatcher holds log lines between Hold and the matching Release.
+type LogBatcher interface {
+	Hold()
+	Release()
 }
 
 // Hooks observe server events; every field may be nil. They are called
@@ -396,6 +406,10 @@ func (s *Server) loop() {
 func (s *Server) process(ev event) bool {
 	s.engMu.Lock()
 	defer s.engMu.Unlock()
+	if b := s.cfg.LogBatch; b != nil {
+		b.Hold()
+		defer b.Release()
+	}
 	if s.stopped {
 		if ev.startTLS != nil {
 			ev.startTLS <- false

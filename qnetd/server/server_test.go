@@ -9,13 +9,16 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/qnetd-addon/qnetd/internal/logbatch"
 	"github.com/qnetd-addon/qnetd/qnetd/server/servertest"
 
 	"github.com/qnetd-addon/qnetd/qnetd/client"
@@ -450,5 +453,58 @@ func TestSlowReaderGetsEveryReply(t *testing.T) {
 		c.send(client.NewNode(client.Settings{Cluster: "c", NodeID: 1}).Echo())
 		m, _ := c.read()
 		require.Equal(t, wire.MsgEchoReply, m.Type)
+	})
+}
+
+// lineRecorder keeps each write it gets.
+type lineRecorder struct {
+	mu     sync.Mutex
+	writes []string
+}
+
+func (r *lineRecorder) Write(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.writes = append(r.writes, string(p))
+	return len(p), nil
+}
+
+func (r *lineRecorder) find(s string) (string, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, w := range r.writes {
+		if strings.Contains(w, s) {
+			return w, true
+		}
+	}
+	return "", false
+}
+
+// What the engine logs for one decision reaches the log's output in one
+// write when the log has a batching writer: the decision and the node's
+// new vote together.
+func TestADecisionIsLoggedInOneWrite(t *testing.T) {
+	inBothModes(t, func(t *testing.T) {
+		rec := &lineRecorder{}
+		batch := logbatch.New(rec)
+		srv := start(t, func(c *server.Config) {
+			c.Log = zerolog.New(batch).Level(zerolog.InfoLevel)
+			c.LogBatch = batch
+		})
+		c := dial(t, srv)
+		n := c.initNode("c", 1, 8000)
+		nodes := []wire.NodeInfo{{NodeID: 1, State: wire.NodeStateMember}, {NodeID: 2, State: wire.NodeStateMember}}
+		c.send(n.Config(nodes, true, nil))
+		m, _ := c.read()
+		require.Equal(t, wire.MsgNodeListReply, m.Type)
+		c.send(n.Membership(wire.RingID{NodeID: 1, Seq: 8}, nodes[:1], wire.HeuristicsUndefined))
+		for n.Vote() != client.Ack {
+			m, _ = c.read()
+			n.Handle(m)
+		}
+		w, ok := rec.find("ffsplit decision")
+		require.True(t, ok, "the decision is logged: %q", rec.writes)
+		assert.Contains(t, w, "node gets the qdevice vote", "the vote is in the decision's write")
+		assert.Equal(t, 2, strings.Count(w, "\n"), "one write, two lines: %q", w)
 	})
 }
