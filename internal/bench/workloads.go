@@ -53,6 +53,17 @@ type Result struct {
 	// Returned5sPct is how much of it was back 5 s after the last client
 	// left (a reconnect storm's memory should not stay with the box).
 	Returned5sPct float64 `json:"returned_5s_pct"`
+	// Idle also measures a second storm of as many clients on the same
+	// server: AgainAddedMB is what they added to the RSS the first left
+	// behind, Again5sPct how much of it was back 5 s after they left.
+	// What the first storm leaves and the second does not is a one-time
+	// cost (code paged in, the runtime's tables sized to the peak).
+	AgainAddedMB float64 `json:"again_added_mb,omitempty"`
+	Again5sPct   float64 `json:"again_returned_5s_pct,omitempty"`
+	// CPUPerDecisionNetMs leaves the heartbeats out: the splits run's CPU
+	// less what the same clients cost idle over as long a time, divided by
+	// the decisions.
+	CPUPerDecisionNetMs float64 `json:"cpu_per_decision_net_ms,omitempty"`
 	// CPUPerDecisionMs is the server's CPU over the splits run at a fixed
 	// rate divided by the decisions made (heartbeats of every connected
 	// node included: what a decision costs a busy server).
@@ -150,11 +161,19 @@ func Connect(s *Server, p Params) (*Result, error) {
 	return r, werr
 }
 
+// leaveWatch is what watchLeave saw.
+type leaveWatch struct {
+	last   int64   // the RSS when it stopped watching
+	back   float64 // % of what the clients added back then
+	at5s   float64 // % back 5 s after they left
+	lowAtS float64 // when it came down last (-1: not half back)
+}
+
 // watchLeave follows the server's RSS after the clients left, once a
 // second for up to wait (a Go process returns freed memory after its next
-// GC, which an idle process runs every two minutes), and records how much
+// GC, which an idle process runs every two minutes), and tells how much
 // of what the clients added went back and when.
-func (r *Result) watchLeave(s *Server, idle, loaded int64, left time.Time, wait time.Duration) {
+func watchLeave(s *Server, idle, loaded int64, left time.Time, wait time.Duration) leaveWatch {
 	added := loaded - idle
 	back := func(rss int64) float64 {
 		if added <= 0 {
@@ -188,16 +207,14 @@ func (r *Result) watchLeave(s *Server, idle, loaded int64, left time.Time, wait 
 		}
 		time.Sleep(step)
 	}
-	r.RSSAfterMB = mb(last)
-	r.ReturnedS = -1
-	r.ReturnedPct = back(last)
-	if at5s < 0 { // came back before 5 s
-		at5s = r.ReturnedPct
+	w := leaveWatch{last: last, back: back(last), at5s: at5s, lowAtS: -1}
+	if w.at5s < 0 { // came back before 5 s
+		w.at5s = w.back
 	}
-	r.Returned5sPct = at5s
-	if r.ReturnedPct >= 50 {
-		r.ReturnedS = lowAt.Seconds()
+	if w.back >= 50 {
+		w.lowAtS = lowAt.Seconds()
 	}
+	return w
 }
 
 // leaveAll closes every client of f, waits until the server closed their
@@ -213,7 +230,8 @@ func (r *Result) leaveAll(s *Server, f *Fleet, fds0 int, idle, loaded int64, wai
 	r.leave = make(chan struct{})
 	go func() {
 		defer close(r.leave)
-		r.watchLeave(s, idle, loaded, left, wait)
+		w := watchLeave(s, idle, loaded, left, wait)
+		r.RSSAfterMB, r.ReturnedPct, r.Returned5sPct, r.ReturnedS = mb(w.last), w.back, w.at5s, w.lowAtS
 	}()
 }
 
@@ -285,8 +303,39 @@ func Idle(s *Server, p Params) (*Result, error) {
 	r.CPUS, r.WindowS = (b.CPU - a.CPU).Seconds(), p.IdleWindow.Seconds()
 	r.RSSLoadedMB, r.RSSPeakMB = mb(b.RSS), mb(b.HWM)
 	r.MemPerClientKB = float64(b.RSS-idle.RSS) / 1024 / float64(r.Clients)
-	// Then they all leave at once, and the RSS is watched come back.
-	r.leaveAll(s, f, fds0, idle.RSS, b.RSS, p.LeaveWait)
+	// Then they all leave at once, and the RSS is watched come back for
+	// 5 s; then as many come and leave again.
+	f.Close()
+	r.fleetStats(f)
+	if err := WaitFDs(s.PID(), fds0, 60*time.Second); err != nil {
+		return r, err
+	}
+	first := watchLeave(s, idle.RSS, b.RSS, time.Now(), 5*time.Second)
+	r.Returned5sPct = first.at5s
+	before, err := s.Stats()
+	if err != nil {
+		return r, err
+	}
+	f, err = connectVoted(s, p, "j", clusters, n)
+	if err != nil {
+		return r, fmt.Errorf("second storm: %w", err)
+	}
+	time.Sleep(f.Config.Heartbeat)
+	loaded, _ := s.Stats()
+	r.AgainAddedMB = mb(loaded.RSS - before.RSS)
+	f.Close()
+	if err := WaitFDs(s.PID(), fds0, 60*time.Second); err != nil {
+		return r, err
+	}
+	r.Again5sPct = watchLeave(s, before.RSS, loaded.RSS, time.Now(), 5*time.Second).at5s
+	// Then the RSS is watched further in the background, against the
+	// first storm's figures.
+	r.leave = make(chan struct{})
+	go func() {
+		defer close(r.leave)
+		w := watchLeave(s, idle.RSS, b.RSS, time.Now(), p.LeaveWait)
+		r.RSSAfterMB, r.ReturnedPct, r.ReturnedS = mb(w.last), w.back, w.lowAtS
+	}()
 	return r, nil
 }
 
@@ -322,6 +371,13 @@ func Splits(s *Server, p Params) (*Result, error) {
 	}
 	defer f.Close()
 	r.Voted = f.Acked()
+	// What the same clients cost idle, to tell a decision's own CPU from
+	// the heartbeats'.
+	time.Sleep(f.Config.Heartbeat) // the connect work is over
+	a, _ := s.Stats()
+	time.Sleep(p.Heartbeat)
+	b, _ := s.Stats()
+	idlePerS := (b.CPU - a.CPU).Seconds() / p.Heartbeat.Seconds()
 	_ = ResetPeak(s.PID())
 	lat, errs, elapsed, cpu := RunSplits(f, s, p.Rate, p.SplitsFor)
 	r.Decisions = len(lat)
@@ -335,6 +391,7 @@ func Splits(s *Server, p Params) (*Result, error) {
 	r.CPUS, r.WindowS = cpu.Seconds(), elapsed.Seconds()
 	if len(lat) > 0 {
 		r.CPUPerDecisionMs = 1000 * r.CPUS / float64(len(lat))
+		r.CPUPerDecisionNetMs = max(0, 1000*(r.CPUS-idlePerS*elapsed.Seconds())/float64(len(lat)))
 	}
 	r.latencies(lat)
 	if p.SaturateFor > 0 {
