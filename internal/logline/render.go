@@ -236,6 +236,15 @@ func needsQuote(s []byte) bool {
 func appendQuoted(out, s []byte) []byte {
 	out = append(out, '"')
 	for i := 0; i < len(s); {
+		// Copy the run of printable ASCII at once.
+		j := i
+		for j < len(s) && s[j] >= ' ' && s[j] < 0x7f && s[j] != '"' && s[j] != '\\' {
+			j++
+		}
+		out = append(out, s[i:j]...)
+		if i = j; i >= len(s) {
+			break
+		}
 		c := s[i]
 		if c < utf8.RuneSelf {
 			out = appendQuotedASCII(out, c)
