@@ -11,6 +11,10 @@
 // json.Marshal would escape, a caller, a name given twice, a Unix time,
 // an unknown level, anything that is not such a JSON object) goes to a
 // ConsoleWriter with the same settings, so the output is always the same.
+// zerolog's globals (field names, level names, TimeFieldFormat) are read
+// for every line as ConsoleWriter reads them; arrays are printed as
+// zerolog's default InterfaceMarshalFunc prints them, which this module
+// never replaces.
 package logline
 
 import (

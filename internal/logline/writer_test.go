@@ -218,6 +218,25 @@ func TestWriterBigLine(t *testing.T) {
 	require.True(t, fresh.small())
 }
 
+// TestWriterManyFields: a line with more fields than the pool keeps room
+// for is printed whole, and its buffers are not kept.
+func TestWriterManyFields(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(`{"level":"info"`)
+	for i := range maxKept/64 + 1 {
+		fmt.Fprintf(&b, `,"f%05d":%d`, i, i)
+	}
+	b.WriteString("}")
+	got, fast := same(t, []byte(b.String()), time.DateTime)
+	require.True(t, fast)
+	require.True(t, strings.HasPrefix(got, "<nil> INF f00000=0 f00001=1 "), got[:40])
+	require.True(t, strings.HasSuffix(got, " f01024=1024\n"))
+	var l line
+	_, ok := l.format([]byte(b.String()), time.DateTime)
+	require.True(t, ok)
+	require.False(t, l.small())
+}
+
 // TestWriterConcurrent: lines written at once by many goroutines come out
 // whole, one Write each.
 func TestWriterConcurrent(t *testing.T) {
