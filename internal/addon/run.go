@@ -21,6 +21,7 @@ import (
 	"github.com/qnetd-addon/qnetd/internal/daemon"
 	"github.com/qnetd-addon/qnetd/internal/haentities"
 	"github.com/qnetd-addon/qnetd/internal/logbatch"
+	"github.com/qnetd-addon/qnetd/internal/logline"
 	"github.com/qnetd-addon/qnetd/internal/pairing"
 	"github.com/qnetd-addon/qnetd/internal/pcsd"
 	"github.com/qnetd-addon/qnetd/internal/pki"
@@ -167,8 +168,7 @@ func NewLogger(w io.Writer, level string) zerolog.Logger {
 	if !ok {
 		lvl = zerolog.InfoLevel
 	}
-	cw := zerolog.ConsoleWriter{Out: w, NoColor: true, TimeFormat: time.DateTime}
-	l := zerolog.New(cw).Level(lvl).With().Timestamp()
+	l := zerolog.New(logline.New(w, time.DateTime)).Level(lvl).With().Timestamp()
 	if level == "notice" {
 		l = l.Str("log_level", "notice")
 	}

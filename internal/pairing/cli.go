@@ -10,6 +10,8 @@ import (
 	"syscall"
 
 	"github.com/rs/zerolog"
+
+	"github.com/qnetd-addon/qnetd/internal/logline"
 )
 
 // Main runs the endpoint on its own ("qnetd pairing"), outside the
@@ -29,7 +31,7 @@ func Main(args []string, stderr io.Writer) int {
 		return 2
 	}
 	cfg := Config{Addr: *addr, DataDir: *data, PKIDir: *pki,
-		Log: zerolog.New(zerolog.ConsoleWriter{Out: stderr, NoColor: true}).With().Timestamp().Logger()}
+		Log: zerolog.New(logline.New(stderr, "")).With().Timestamp().Logger()}
 	if *pwFile != "" {
 		b, err := os.ReadFile(*pwFile)
 		if err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/qnetd-addon/qnetd/internal/daemon"
 	"github.com/qnetd-addon/qnetd/internal/getopt"
 	"github.com/qnetd-addon/qnetd/internal/logbatch"
+	"github.com/qnetd-addon/qnetd/internal/logline"
 	"github.com/qnetd-addon/qnetd/internal/version"
 	"github.com/qnetd-addon/qnetd/qnetd/server"
 	"github.com/qnetd-addon/qnetd/qnetd/wire"
@@ -248,6 +249,5 @@ func NewLogger(w io.Writer, format string, debug bool) zerolog.Logger {
 	if format == "json" {
 		return zerolog.New(w).Level(level).With().Timestamp().Logger()
 	}
-	cw := zerolog.ConsoleWriter{Out: w, NoColor: true, TimeFormat: time.DateTime}
-	return zerolog.New(cw).Level(level).With().Timestamp().Logger()
+	return zerolog.New(logline.New(w, time.DateTime)).Level(level).With().Timestamp().Logger()
 }

@@ -1,0 +1,5 @@
+//go:build !race
+
+package logline
+
+const raceEnabled = false
