@@ -16,3 +16,12 @@ func SetRefusalLogEvery(d time.Duration) (restore func()) {
 	refusalLogEvery = d
 	return func() { refusalLogEvery = old }
 }
+
+// FDTableLen is the length of the epoll loop's descriptor table (0 without
+// the loop).
+func (s *Server) FDTableLen() int {
+	if s.poll == nil {
+		return 0
+	}
+	return s.poll.tableLen()
+}

@@ -83,6 +83,9 @@ func (s *Server) returnMemory() {
 		conns[id] = c
 	}
 	s.conns = conns
+	if s.poll != nil {
+		s.poll.compact()
+	}
 	s.log.Debug().Int("clients", len(s.conns)).Int("peak", m.peak).Msg("many clients left; memory returned to the system")
 	m.peak, m.timer = len(s.conns), nil
 	s.wg.Add(1)

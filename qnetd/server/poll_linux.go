@@ -144,6 +144,29 @@ func (p *poller) release(c *conn) {
 	c.fd = -1
 }
 
+// compact shrinks the descriptor table to the highest descriptor still
+// watched, once many clients left; it keeps the table when that would
+// free less than half of it.
+func (p *poller) compact() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := len(p.byFD)
+	for n > 0 && p.byFD[n-1] == nil {
+		n--
+	}
+	if n > cap(p.byFD)/2 {
+		return
+	}
+	p.byFD = append([]*conn(nil), p.byFD[:n]...)
+}
+
+// tableLen is the descriptor table's length (tests).
+func (p *poller) tableLen() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.byFD)
+}
+
 // handOff stops serving c here and gives it a net.Conn and a goroutine of
 // its own, for what follows a STARTTLS message.
 func (p *poller) handOff(c *conn, answer chan bool, rest []byte) {
@@ -154,7 +177,7 @@ func (p *poller) handOff(c *conn, answer chan bool, rest []byte) {
 	}
 	_ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, int(c.fd), nil)
 	p.mu.Lock()
-	if p.byFD[c.fd] == c {
+	if int(c.fd) < len(p.byFD) && p.byFD[c.fd] == c {
 		p.byFD[c.fd] = nil
 	}
 	p.mu.Unlock()
