@@ -334,7 +334,9 @@ func Idle(s *Server, p Params) (*Result, error) {
 	go func() {
 		defer close(r.leave)
 		w := watchLeave(s, idle.RSS, b.RSS, time.Now(), p.LeaveWait)
-		r.RSSAfterMB, r.ReturnedPct, r.ReturnedS = mb(w.last), w.back, w.lowAtS
+		// When it came down is the first storm's: this watch starts after
+		// the second.
+		r.RSSAfterMB, r.ReturnedPct, r.ReturnedS = mb(w.last), w.back, first.lowAtS
 	}()
 	return r, nil
 }
