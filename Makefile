@@ -22,9 +22,11 @@ test:
 
 # Short fuzzing of every decoder (FUZZTIME per target).
 FUZZTIME ?= 30s
+FUZZPKGS = $(sort $(dir $(shell grep -rl --include='*_test.go' '^func Fuzz' qnetd internal)))
 fuzz:
-	for t in $$(go test ./qnetd/wire -list '^Fuzz' | grep ^Fuzz); do \
-	  go test ./qnetd/wire -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; done
+	for p in $(FUZZPKGS); do \
+	  for t in $$(go test ./$$p -list '^Fuzz' | grep ^Fuzz); do \
+	    go test ./$$p -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) || exit 1; done; done
 
 clean:
 	rm -rf bin .test-out
