@@ -95,9 +95,11 @@ func TestReport(t *testing.T) {
 		{Name: nameConnect(true), Upstream: &Result{Server: "upstream", Clients: 2000, Voted: 2000, AllVotedS: 32, MemPerClientKB: 85, ReturnedS: -1},
 			Ours: &Result{Server: "ours", Clients: 2000, Voted: 2000, AllVotedS: 2, MemPerClientKB: 40, ReturnedS: 100, ReturnedPct: 80}},
 		{Name: nameIdle, Upstream: &Result{Workload: "idle", Server: "upstream", Clients: 10000, Voted: 10000, CPUS: 12, WindowS: 24, MemPerClientKB: 2.14, Returned5sPct: 0, RSSAfterMB: 30},
-			Ours: &Result{Workload: "idle", Server: "ours", Clients: 10000, Voted: 10000, CPUS: 0.6, WindowS: 24, MemPerClientKB: 2.2, Returned5sPct: 95, RSSAfterMB: 12}},
+			Ours: &Result{Workload: "idle", Server: "ours", Clients: 10000, Voted: 10000, CPUS: 0.6, WindowS: 24, MemPerClientKB: 2.2, Returned5sPct: 95, RSSAfterMB: 12,
+				AgainAddedMB: 10.8, Again5sPct: 100}},
 		{Name: nameSplits, Upstream: &Result{Server: "upstream", Clusters: 1000, Decisions: 10, P50Ms: 44, P99Ms: 48, CPUPerDecisionMs: 5.8},
-			Ours: &Result{Server: "ours", Clusters: 1000, Decisions: 10, P50Ms: 0.3, P99Ms: 2, Losses: 1, FirstError: "x", CPUPerDecisionMs: 0.12}},
+			Ours: &Result{Server: "ours", Clusters: 1000, Decisions: 10, P50Ms: 0.3, P99Ms: 2, Losses: 1, FirstError: "x", CPUPerDecisionMs: 0.12,
+				CPUPerDecisionNetMs: 0.1}},
 	}}
 	for _, p := range rep.Workloads {
 		p.Finish()
@@ -127,7 +129,10 @@ func TestReport(t *testing.T) {
 	require.Contains(t, out, "splits, ours: 1 connections lost; first: x")
 	require.Contains(t, out, "plain memory per client <= 2x upstream: **MISSED**")
 	require.Contains(t, out, "plain memory per client at 10000 clients <= upstream's: **MISSED** (1.03x: 2.20 kB vs 2.14 kB)")
-	require.Contains(t, out, "| 12.0 MB (0 % back in 0 s) | 95 % |")
+	require.Contains(t, out, "| 12.0 MB (0 % back in 0 s) | 95 % | 100 % of 10.8 MB |")
+	require.Contains(t, out, "| 0.12 ms | 0.1 ms |")
+	require.Contains(t, out, "a second storm: ours 100 %")
+	require.Contains(t, out, "without their heartbeats 0.100 ms")
 	_, err := json.Marshal(rep)
 	require.NoError(t, err)
 }
