@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -104,3 +105,33 @@ func TestConcurrentWritersKeepEveryLineWhole(t *testing.T) {
 		require.Len(t, l, 1)
 	}
 }
+
+// Holds that overlap one after the other never leave none held; the lines
+// still go out once the oldest has waited MaxDelay.
+func TestOverlappingHoldsDoNotDelayLinesPastMaxDelay(t *testing.T) {
+	out := &countingWriter{}
+	w := logbatch.New(out)
+	clock := time.Unix(1000, 0)
+	w.SetClock(func() time.Time { return clock })
+	w.Hold() // one goroutine
+	w.Write([]byte("first\n"))
+	for range 10 {
+		w.Hold() // another, before the first lets go
+		w.Release()
+		clock = clock.Add(MaxDelayStep)
+	}
+	assert.Empty(t, out.writes, "held while younger than MaxDelay")
+	clock = clock.Add(logbatch.MaxDelay)
+	w.Hold()
+	w.Release()
+	assert.Equal(t, []string{"first\n"}, out.writes, "out once overdue, though still held")
+	w.Write([]byte("second\n"))
+	assert.Len(t, out.writes, 1, "a new line starts a new wait")
+	clock = clock.Add(logbatch.MaxDelay)
+	w.Write([]byte("third\n"))
+	assert.Equal(t, []string{"first\n", "second\nthird\n"}, out.writes)
+	w.Release()
+}
+
+// MaxDelayStep is well below MaxDelay: ten of them stay below it.
+const MaxDelayStep = logbatch.MaxDelay / 20
