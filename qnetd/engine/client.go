@@ -113,6 +113,7 @@ func pairAgain(cluster string) string {
 type Cluster struct {
 	Name    string
 	Clients []*Client // ascending node id; equal ids after existing ones
+	seq     uint64    // creation number: Engine.order is sorted by it
 
 	// ffsplit
 	ffState          ffClusterState

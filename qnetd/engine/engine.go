@@ -124,6 +124,7 @@ type Engine struct {
 	clients  map[ClientID]*Client
 	clusters map[string]*Cluster
 	order    []*Cluster // creation order, for status listings
+	created  uint64     // clusters created so far: the next one's Cluster.seq
 	out      Batch
 	dropping []ClientID // disconnects decided during the current event
 	now      time.Duration
@@ -322,16 +323,25 @@ func (e *Engine) remove(c *Client, goingDown bool) {
 		}
 		if len(cl.Clients) == 0 {
 			delete(e.clusters, cl.Name)
-			for i, x := range e.order {
-				if x == cl {
-					e.order = append(e.order[:i:i], e.order[i+1:]...)
-					break
-				}
-			}
+			e.unlist(cl)
 		}
 		c.cluster = nil
 	}
 	c.times = clientTimes{}
+}
+
+// unlist takes cl out of e.order in place. The order is by seq, so a
+// binary search finds it: when thousands of clusters leave at once each
+// costs a search and a move, not a scan and a new copy of the list.
+func (e *Engine) unlist(cl *Cluster) {
+	n := len(e.order)
+	i := sort.Search(n, func(i int) bool { return e.order[i].seq >= cl.seq })
+	if i == n || e.order[i] != cl {
+		return
+	}
+	copy(e.order[i:], e.order[i+1:])
+	e.order[n-1] = nil // not kept alive by the unused tail
+	e.order = e.order[:n-1]
 }
 
 // FrameError reports a message the server skipped without decoding it
@@ -542,7 +552,8 @@ func (e *Engine) join(c *Client, m *wire.Msg) wire.ErrorCode {
 	c.KAP = e.cfg.KAPDefault
 	cl := e.clusters[string(c.ClusterName)]
 	if cl == nil {
-		cl = &Cluster{Name: string(c.ClusterName)}
+		cl = &Cluster{Name: string(c.ClusterName), seq: e.created}
+		e.created++
 		e.clusters[cl.Name] = cl
 		e.order = append(e.order, cl)
 	} else if code := cl.joinError(c); code != 0 {
