@@ -29,6 +29,8 @@ func TestReadProc(t *testing.T) {
 	require.NoError(t, err)
 	require.Positive(t, st.RSS)
 	require.GreaterOrEqual(t, st.HWM, st.RSS/2)
+	require.Positive(t, st.RSSFile, "the test binary's own pages")
+	require.Less(t, st.RSSFile, st.RSS)
 	require.Positive(t, st.Threads)
 	n, err := CountFDs(os.Getpid())
 	require.NoError(t, err)
@@ -96,7 +98,7 @@ func TestReport(t *testing.T) {
 			Ours: &Result{Server: "ours", Clients: 2000, Voted: 2000, AllVotedS: 2, MemPerClientKB: 40, ReturnedS: 100, ReturnedPct: 80}},
 		{Name: nameIdle, Upstream: &Result{Workload: "idle", Server: "upstream", Clients: 10000, Voted: 10000, CPUS: 12, WindowS: 24, MemPerClientKB: 2.14, Returned5sPct: 0, RSSAfterMB: 30},
 			Ours: &Result{Workload: "idle", Server: "ours", Clients: 10000, Voted: 10000, CPUS: 0.6, WindowS: 24, MemPerClientKB: 2.2, Returned5sPct: 95, RSSAfterMB: 12,
-				AgainAddedMB: 10.8, Again5sPct: 100}},
+				AgainAddedMB: 10.8, Again5sPct: 100, FirstKeptMB: 2.9, FirstKeptFileMB: 0.6}},
 		{Name: nameSplits, Upstream: &Result{Server: "upstream", Clusters: 1000, Decisions: 10, P50Ms: 44, P99Ms: 48, CPUPerDecisionMs: 5.8},
 			Ours: &Result{Server: "ours", Clusters: 1000, Decisions: 10, P50Ms: 0.3, P99Ms: 2, Losses: 1, FirstError: "x", CPUPerDecisionMs: 0.12,
 				CPUPerDecisionNetMs: 0.1}},
@@ -132,6 +134,7 @@ func TestReport(t *testing.T) {
 	require.Contains(t, out, "| 12.0 MB (0 % back in 0 s) | 95 % | 100 % of 10.8 MB |")
 	require.Contains(t, out, "| 0.12 ms | 0.1 ms |")
 	require.Contains(t, out, "a second storm: ours 100 %")
+	require.Contains(t, out, "of the 2.9 MB ours kept after the first, 0.6 MB are file pages of the binary")
 	require.Contains(t, out, "without their heartbeats 0.100 ms")
 	_, err := json.Marshal(rep)
 	require.NoError(t, err)

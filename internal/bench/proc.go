@@ -20,6 +20,7 @@ type ProcStat struct {
 	CPU     time.Duration // user + system time so far
 	RSS     int64         // bytes (VmRSS)
 	HWM     int64         // bytes (VmHWM: peak RSS since start or the last ResetPeak)
+	RSSFile int64         // bytes of RSS that are file pages (RssFile: the binary's, mostly)
 	Threads int
 }
 
@@ -66,6 +67,8 @@ func ReadProc(pid int) (ProcStat, error) {
 			st.RSS = n << 10
 		case "VmHWM":
 			st.HWM = n << 10
+		case "RssFile":
+			st.RSSFile = n << 10
 		case "Threads":
 			st.Threads = int(n)
 		}

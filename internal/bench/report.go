@@ -282,7 +282,9 @@ func (rep *Report) Evaluate() {
 		rep.Goals = append(rep.Goals, Goal{Goal: "at least 90 % of the memory the clients added back within 5 s after they left", Met: p.Ours.Returned5sPct >= 90,
 			Measured: fmt.Sprintf("ours %.0f %%, upstream %.0f %% of %.1f and %.1f MB; a second storm: ours %.0f %%, upstream %.0f %% of %.1f and %.1f MB",
 				p.Ours.Returned5sPct, p.Upstream.Returned5sPct, p.Ours.RSSLoadedMB-p.Ours.RSSIdleMB, p.Upstream.RSSLoadedMB-p.Upstream.RSSIdleMB,
-				p.Ours.Again5sPct, p.Upstream.Again5sPct, p.Ours.AgainAddedMB, p.Upstream.AgainAddedMB)})
+				p.Ours.Again5sPct, p.Upstream.Again5sPct, p.Ours.AgainAddedMB, p.Upstream.AgainAddedMB) +
+				fmt.Sprintf("; of the %.1f MB ours kept after the first, %.1f MB are file pages of the binary read for the first time",
+					p.Ours.FirstKeptMB, p.Ours.FirstKeptFileMB)})
 	}
 	if p := rep.find(nameConnect(false)); both(p) {
 		rep.Goals = append(rep.Goals, Goal{Goal: "idle RSS <= upstream's", Met: p.Ours.RSSIdleMB <= p.Upstream.RSSIdleMB,

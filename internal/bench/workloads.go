@@ -60,6 +60,12 @@ type Result struct {
 	// cost (code paged in, the runtime's tables sized to the peak).
 	AgainAddedMB float64 `json:"again_added_mb,omitempty"`
 	Again5sPct   float64 `json:"again_returned_5s_pct,omitempty"`
+	// FirstKeptMB is what the first storm left above the idle RSS 5 s
+	// after its clients left, FirstKeptFileMB the part of it that is file
+	// pages: the binary's code and tables read for the first time, shared
+	// with the page cache and reclaimable, not memory the process holds.
+	FirstKeptMB     float64 `json:"first_kept_mb,omitempty"`
+	FirstKeptFileMB float64 `json:"first_kept_file_mb,omitempty"`
 	// CPUPerDecisionNetMs leaves the heartbeats out: the splits run's CPU
 	// less what the same clients cost idle over as long a time, divided by
 	// the decisions.
@@ -316,6 +322,7 @@ func Idle(s *Server, p Params) (*Result, error) {
 	if err != nil {
 		return r, err
 	}
+	r.FirstKeptMB, r.FirstKeptFileMB = mb(before.RSS-idle.RSS), mb(before.RSSFile-idle.RSSFile)
 	f, err = connectVoted(s, p, "j", clusters, n)
 	if err != nil {
 		return r, fmt.Errorf("second storm: %w", err)
