@@ -36,7 +36,7 @@ need_root_install() {
         return 1
     fi
 }
-pkgs=(gcc libc6-dev make chromium bubblewrap execline shellcheck apparmor openssh-client sshpass libnss3-tools mosquitto crmsh pcs)
+pkgs=(gcc libc6-dev make chromium bubblewrap execline shellcheck apparmor openssh-client sshpass libnss3-tools mosquitto mosquitto-clients crmsh pcs)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

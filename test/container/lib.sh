@@ -142,7 +142,10 @@ ct_health_log() {
 # to $CT_WORK/broker-NAME.pid.
 CT_MQTT_USER=addons
 ct_broker() {
-    local name=$1 pid d="$CT_WORK/broker-$1" pw
+    local name=$1 pid d="$CT_WORK/broker-$1" pw b
+    for b in mosquitto mosquitto_passwd mosquitto_sub; do
+        command -v "$b" >/dev/null || { echo "ct_broker: $b is not installed (Debian packages mosquitto, mosquitto-clients)" >&2; return 1; }
+    done
     mkdir -p "$d"
     pw=$(head -c 12 /dev/urandom | base64 | tr '+/' '-_')
     mosquitto_passwd -c -b "$d/passwd" "$CT_MQTT_USER" "$pw" || return 1

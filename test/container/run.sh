@@ -81,7 +81,7 @@ trap 'exit 130' INT TERM
 step() { printf '\n--- %s (%ds)\n' "$*" "$((SECONDS - T0))"; }
 step "engine"
 missing=()
-for p in docker.io debootstrap gcc make; do
+for p in docker.io debootstrap gcc make mosquitto mosquitto-clients; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
